@@ -1,0 +1,1 @@
+"""Benchmark harness for llm_edge_agent (see bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Bare pass-through proxies: the floor a Python gateway is measured against."""

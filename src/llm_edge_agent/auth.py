@@ -1,0 +1,78 @@
+"""Client keys: ``Authorization: Bearer KEY`` or ``x-api-key: KEY`` (INTERFACE §6).
+
+Keys are stored as SHA-256 digests (config entries may already be ``sha256:<hex>``);
+a presented key is hashed and compared with ``hmac.compare_digest`` against every
+digest, so the time taken does not depend on how much of a key matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+
+from .errors import AuthenticationError, ConfigError
+
+SHA256_PREFIX = "sha256:"
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def key_id(digest: bytes) -> str:
+    """A short, non-secret name for a key: safe in logs and cache scopes."""
+    return digest[:8].hex()
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+class Authenticator:
+    def __init__(self, keys: Iterable[str]) -> None:
+        digests = []
+        for i, entry in enumerate(keys):
+            if entry.startswith(SHA256_PREFIX):
+                try:
+                    digest = bytes.fromhex(entry[len(SHA256_PREFIX) :])
+                except ValueError as exc:
+                    raise ConfigError(f"auth.api_keys[{i}]", "invalid sha256 hex digest") from exc
+                if len(digest) != 32:
+                    raise ConfigError(
+                        f"auth.api_keys[{i}]", "sha256 digest must be 64 hex characters"
+                    )
+                digests.append(digest)
+            elif entry:
+                digests.append(key_digest(entry))
+        self._digests = tuple(digests)
+
+    def __repr__(self) -> str:
+        return f"Authenticator(keys={len(self._digests)})"
+
+    @property
+    def open(self) -> bool:
+        return not self._digests
+
+    def authenticate(self, headers: Mapping[str, str]) -> str | None:
+        """The caller's tenant id (a digest prefix), None for an open gateway without a key."""
+        key = presented_key(headers)
+        if not self._digests:
+            return key_id(key_digest(key)) if key else None
+        if key is None:
+            raise AuthenticationError(
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            )
+        digest = key_digest(key)
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            raise AuthenticationError("invalid API key")
+        return key_id(digest)

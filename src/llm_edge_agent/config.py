@@ -1,0 +1,699 @@
+"""Configuration: the TOML file, ``${VAR}`` interpolation, environment overrides, validation.
+
+``load_config(path, env)`` is pure apart from reading the file: it returns a frozen
+``Config`` or raises ``ConfigError`` naming the key (``providers[1].type``) and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+PROVIDER_TYPES = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "azure",
+    "bedrock",
+    "vllm",
+    "ollama",
+    "together",
+    "openai_compatible",
+    "mock",
+)
+STRATEGIES = ("failover", "round_robin", "weighted", "least_busy", "latency", "cost")
+
+DEFAULT_BASE_URLS: Mapping[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "together": "https://api.together.xyz/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+}
+
+# The seeds' model-based rule for setups configured by environment variables alone.
+ENV_PROVIDER_MODELS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*"),
+    "anthropic": ("claude-*",),
+    "gemini": ("gemini-*",),
+    "together": (
+        "meta-llama/*",
+        "mistralai/*",
+        "Qwen/*",
+        "deepseek-ai/*",
+        "google/*",
+        "togethercomputer/*",
+        "NousResearch/*",
+        "moonshotai/*",
+        "openai/gpt-oss*",
+    ),
+    "azure": ("gpt-*", "o1*", "o3*", "o4*"),
+    "bedrock": ("anthropic.*", "us.anthropic.*", "amazon.*", "meta.*", "mistral.*", "cohere.*"),
+    "ollama": (),
+    "vllm": (),
+}
+
+# (provider type, key variable, base URL variable)
+ENV_PROVIDERS: tuple[tuple[str, str | None, str | None], ...] = (
+    ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    ("gemini", "GEMINI_API_KEY", "GEMINI_BASE_URL"),
+    ("together", "TOGETHER_API_KEY", "TOGETHER_BASE_URL"),
+    ("azure", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"),
+    ("ollama", None, "OLLAMA_BASE_URL"),
+    ("vllm", None, "VLLM_BASE_URL"),
+)
+
+DEFAULT_PORT = 8080
+DEFAULT_METRICS_PORT = 9090
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    metrics_port: int = DEFAULT_METRICS_PORT
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    base_url: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    models: tuple[str, ...] = ()
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 5.0
+    stream_idle_timeout_s: float = 60.0
+    max_concurrency: int = 256
+    cost_weight: float = 1.0
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # type-specific
+    api_version: str | None = None
+    deployment: str | None = None
+    region: str | None = None
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    provider: str
+    model: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    model: str
+    strategy: str = "failover"
+    targets: tuple[TargetConfig, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    hedge_after_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    max_retries: int = 2
+    backoff_base_ms: float = 100.0
+    breaker_failure_threshold: int = 5
+    breaker_open_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    enabled: bool = True
+    ttl_s: float = 3600.0
+    max_entries: int = 10_000
+    max_bytes: int = 256 * 1024 * 1024
+    shared: bool = False
+    redis_url: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilityConfig:
+    enable_metrics: bool = True
+    enable_tracing: bool = True
+    log_level: str = "info"
+    log_format: str = "json"
+    log_prompts: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PriceConfig:
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    resilience: ResilienceConfig = ResilienceConfig()
+    cache: CacheConfig = CacheConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    pricing: Mapping[str, PriceConfig] = field(default_factory=dict)
+    source: str | None = None
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        return None
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def find_config_path(cli_path: str | None, env: Mapping[str, str], cwd: str = ".") -> str | None:
+    """``--config``, else ``LLM_EDGE_CONFIG``, else ``./llm-edge-agent.toml`` if present."""
+    if cli_path:
+        return cli_path
+    if env.get("LLM_EDGE_CONFIG"):
+        return env["LLM_EDGE_CONFIG"]
+    local = os.path.join(cwd, "llm-edge-agent.toml")
+    return local if os.path.isfile(local) else None
+
+
+def load_config(path: str | None, env: Mapping[str, str]) -> Config:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError("", f"config file {path!r} does not exist") from exc
+        except OSError as exc:
+            raise ConfigError("", f"cannot read config file {path!r}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path}: invalid TOML: {exc}") from exc
+        raw = _interpolate(raw, env, "")
+    config = parse_config(raw)
+    config = apply_env(config, env)
+    validate(config)
+    return replace(config, source=path)
+
+
+# --------------------------------------------------------------------------- interpolation
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, env: Mapping[str, str], key: str) -> Any:
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(key, f"environment variable ${{{name}}} is not set")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Table:
+    """Typed reads from one TOML table, tracking which keys were used."""
+
+    def __init__(self, data: Any, key: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(key, f"expected a table, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.key = key
+        self.used: set[str] = set()
+
+    def _path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, kind: type[T], default: T) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                self._path(name), f"expected {kind.__name__}, got {_kind(value)} {value!r}"
+            )
+        return value
+
+    def opt(self, name: str, kind: type[T]) -> T | None:
+        self.used.add(name)
+        if name not in self.data:
+            return None
+        return self.get(name, kind, None)
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self.get(name, list, [])
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self._path(name)}[{i}]", f"expected string, got {_kind(item)}")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.data.get(name, {}), self._path(name))
+
+    def tables(self, name: str) -> list[_Table]:
+        self.used.add(name)
+        value = self.data.get(name, [])
+        if not isinstance(value, list):
+            raise ConfigError(self._path(name), f"expected an array of tables, got {_kind(value)}")
+        return [_Table(item, f"{self._path(name)}[{i}]") for i, item in enumerate(value)]
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self._path(unknown[0]), "unknown key")
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+def _positive(t: _Table, name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(t._path(name), f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    root = _Table(dict(raw), "")
+    server = _parse_server(root.table("server"))
+    providers = tuple(_parse_provider(t) for t in root.tables("providers"))
+    routes = tuple(_parse_route(t) for t in root.tables("routes"))
+    resilience = _parse_resilience(root.table("resilience"))
+    cache = _parse_cache(root.table("cache"))
+    auth_t = root.table("auth")
+    auth = AuthConfig(api_keys=auth_t.str_list("api_keys"))
+    auth_t.finish()
+    limits = _parse_limits(root.table("limits"))
+    observability = _parse_observability(root.table("observability"))
+    pricing = _parse_pricing(root.table("pricing"))
+    root.finish()
+    return Config(
+        server=server,
+        providers=providers,
+        routes=routes,
+        resilience=resilience,
+        cache=cache,
+        auth=auth,
+        limits=limits,
+        observability=observability,
+        pricing=pricing,
+    )
+
+
+def _parse_server(t: _Table) -> ServerConfig:
+    d = ServerConfig()
+    c = ServerConfig(
+        host=t.get("host", str, d.host),
+        port=t.get("port", int, d.port),
+        workers=t.get("workers", int, d.workers),
+        metrics_port=t.get("metrics_port", int, d.metrics_port),
+        drain_timeout_s=t.get("drain_timeout_s", float, d.drain_timeout_s),
+    )
+    t.finish()
+    return c
+
+
+def _parse_provider(t: _Table) -> ProviderConfig:
+    name = t.get("name", str, "")
+    if not name:
+        raise ConfigError(t._path("name"), "is required (a unique provider name)")
+    ptype = t.get("type", str, "")
+    if not ptype:
+        raise ConfigError(t._path("type"), f"is required (one of {', '.join(PROVIDER_TYPES)})")
+    if ptype not in PROVIDER_TYPES:
+        raise ConfigError(
+            t._path("type"), f"unknown provider type {ptype!r} (one of {', '.join(PROVIDER_TYPES)})"
+        )
+    d = ProviderConfig(name=name, type=ptype)
+    headers = t.table("headers")
+    for k, v in headers.data.items():
+        if not isinstance(v, str):
+            raise ConfigError(headers._path(k), f"expected string, got {_kind(v)}")
+    c = ProviderConfig(
+        name=name,
+        type=ptype,
+        base_url=t.get("base_url", str, "").rstrip("/"),
+        api_key=t.opt("api_key", str) or None,
+        models=t.str_list("models"),
+        timeout_s=t.get("timeout_s", float, d.timeout_s),
+        connect_timeout_s=t.get("connect_timeout_s", float, d.connect_timeout_s),
+        stream_idle_timeout_s=t.get("stream_idle_timeout_s", float, d.stream_idle_timeout_s),
+        max_concurrency=t.get("max_concurrency", int, d.max_concurrency),
+        cost_weight=t.get("cost_weight", float, d.cost_weight),
+        headers=dict(headers.data),
+        api_version=t.opt("api_version", str),
+        deployment=t.opt("deployment", str),
+        region=t.opt("region", str),
+        latency_ms=t.get("latency_ms", float, d.latency_ms),
+        fail_rate=t.get("fail_rate", float, d.fail_rate),
+    )
+    for key in ("timeout_s", "connect_timeout_s", "stream_idle_timeout_s", "max_concurrency"):
+        _positive(t, key, getattr(c, key))
+    _positive(t, "latency_ms", c.latency_ms, allow_zero=True)
+    _positive(t, "cost_weight", c.cost_weight, allow_zero=True)
+    if not 0.0 <= c.fail_rate <= 1.0:
+        raise ConfigError(t._path("fail_rate"), f"must be between 0 and 1, got {c.fail_rate}")
+    if c.base_url and not c.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            t._path("base_url"), f"must start with http:// or https://, got {c.base_url!r}"
+        )
+    t.finish()
+    return c
+
+
+def _parse_route(t: _Table) -> RouteConfig:
+    model = t.get("model", str, "")
+    if not model:
+        raise ConfigError(t._path("model"), "is required (the model name clients send)")
+    strategy = t.get("strategy", str, "failover")
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            t._path("strategy"), f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})"
+        )
+    targets = []
+    for tt in t.tables("targets"):
+        provider = tt.get("provider", str, "")
+        if not provider:
+            raise ConfigError(tt._path("provider"), "is required")
+        target = TargetConfig(
+            provider=provider,
+            model=tt.get("model", str, model),
+            weight=tt.get("weight", float, 1.0),
+        )
+        _positive(tt, "weight", target.weight, allow_zero=True)
+        tt.finish()
+        targets.append(target)
+    if not targets:
+        raise ConfigError(t._path("targets"), "a route needs at least one target")
+    c = RouteConfig(
+        model=model,
+        strategy=strategy,
+        targets=tuple(targets),
+        fallbacks=t.str_list("fallbacks"),
+        hedge_after_ms=t.get("hedge_after_ms", float, 0.0),
+    )
+    _positive(t, "hedge_after_ms", c.hedge_after_ms, allow_zero=True)
+    t.finish()
+    return c
+
+
+def _parse_resilience(t: _Table) -> ResilienceConfig:
+    d = ResilienceConfig()
+    c = ResilienceConfig(
+        max_retries=t.get("max_retries", int, d.max_retries),
+        backoff_base_ms=t.get("backoff_base_ms", float, d.backoff_base_ms),
+        breaker_failure_threshold=t.get(
+            "breaker_failure_threshold", int, d.breaker_failure_threshold
+        ),
+        breaker_open_s=t.get("breaker_open_s", float, d.breaker_open_s),
+    )
+    _positive(t, "max_retries", c.max_retries, allow_zero=True)
+    _positive(t, "backoff_base_ms", c.backoff_base_ms, allow_zero=True)
+    _positive(t, "breaker_failure_threshold", c.breaker_failure_threshold)
+    _positive(t, "breaker_open_s", c.breaker_open_s, allow_zero=True)
+    t.finish()
+    return c
+
+
+def _parse_cache(t: _Table) -> CacheConfig:
+    d = CacheConfig()
+    redis_url: str | None = None
+    if "redis" in t.data:
+        r = t.table("redis")
+        redis_url = r.opt("url", str)
+        if not redis_url:
+            raise ConfigError(r._path("url"), "is required when [cache.redis] is present")
+        r.finish()
+    else:
+        t.used.add("redis")
+    c = CacheConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        ttl_s=t.get("ttl_s", float, d.ttl_s),
+        max_entries=t.get("max_entries", int, d.max_entries),
+        max_bytes=t.get("max_bytes", int, d.max_bytes),
+        shared=t.get("shared", bool, d.shared),
+        redis_url=redis_url,
+    )
+    _positive(t, "ttl_s", c.ttl_s)
+    _positive(t, "max_entries", c.max_entries)
+    _positive(t, "max_bytes", c.max_bytes)
+    t.finish()
+    return c
+
+
+def _parse_limits(t: _Table) -> LimitsConfig:
+    c = LimitsConfig(
+        max_body_bytes=t.get("max_body_bytes", int, DEFAULT_MAX_BODY_BYTES),
+        requests_per_minute=t.opt("requests_per_minute", int),
+        tokens_per_minute=t.opt("tokens_per_minute", int),
+    )
+    _positive(t, "max_body_bytes", c.max_body_bytes)
+    for key in ("requests_per_minute", "tokens_per_minute"):
+        value = getattr(c, key)
+        if value is not None:
+            _positive(t, key, value)
+    t.finish()
+    return c
+
+
+def _parse_observability(t: _Table) -> ObservabilityConfig:
+    d = ObservabilityConfig()
+    c = ObservabilityConfig(
+        enable_metrics=t.get("enable_metrics", bool, d.enable_metrics),
+        enable_tracing=t.get("enable_tracing", bool, d.enable_tracing),
+        log_level=t.get("log_level", str, d.log_level).lower(),
+        log_format=t.get("log_format", str, d.log_format).lower(),
+        log_prompts=t.get("log_prompts", bool, d.log_prompts),
+    )
+    t.finish()
+    return c
+
+
+def _parse_pricing(t: _Table) -> dict[str, PriceConfig]:
+    prices: dict[str, PriceConfig] = {}
+    for model in list(t.data):
+        p = t.table(model)
+        inp = p.opt("input", float)
+        out = p.opt("output", float)
+        if inp is None or out is None:
+            raise ConfigError(p._path("input" if inp is None else "output"), "is required")
+        prices[model] = PriceConfig(
+            input=inp,
+            output=out,
+            cached_input=p.opt("cached_input", float),
+            cache_write=p.opt("cache_write", float),
+            reasoning=p.opt("reasoning", float),
+        )
+        p.finish()
+    t.finish()
+    return prices
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"expected true or false, got {value!r}")
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(name, f"expected an integer, got {value!r}") from exc
+
+
+def apply_env(config: Config, env: Mapping[str, str]) -> Config:
+    """Environment variables override the file (INTERFACE §2)."""
+    s = config.server
+    server = replace(
+        s,
+        host=env.get("HOST") or s.host,
+        port=_env_int(env, "PORT", s.port),
+        workers=_env_int(env, "WORKERS", s.workers),
+        metrics_port=_env_int(env, "METRICS_PORT", s.metrics_port),
+    )
+    providers = list(config.providers)
+    for ptype, key_var, url_var in ENV_PROVIDERS:
+        key = env.get(key_var) if key_var else None
+        url = env.get(url_var) if url_var else None
+        if not key and not url:
+            continue
+        index = next((i for i, p in enumerate(providers) if p.name == ptype), None)
+        if index is not None:
+            p = providers[index]
+            providers[index] = replace(
+                p, api_key=key or p.api_key, base_url=(url or p.base_url).rstrip("/")
+            )
+        elif key or ptype in ("ollama", "vllm"):
+            if ptype == "azure" and not url:
+                raise ConfigError("AZURE_OPENAI_ENDPOINT", "is required with AZURE_OPENAI_API_KEY")
+            providers.append(
+                ProviderConfig(
+                    name=ptype,
+                    type=ptype,
+                    base_url=(url or DEFAULT_BASE_URLS.get(ptype, "")).rstrip("/"),
+                    api_key=key or None,
+                    models=ENV_PROVIDER_MODELS.get(ptype, ()),
+                )
+            )
+    aws = env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
+    if aws and not any(p.type == "bedrock" for p in providers):
+        providers.append(
+            ProviderConfig(
+                name="bedrock",
+                type="bedrock",
+                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                models=ENV_PROVIDER_MODELS["bedrock"],
+            )
+        )
+    cache = config.cache
+    if _env_bool(env, "ENABLE_L2_CACHE", False):
+        url = env.get("REDIS_URL") or cache.redis_url
+        if not url:
+            raise ConfigError("REDIS_URL", "is required when ENABLE_L2_CACHE is true")
+        cache = replace(cache, redis_url=url)
+    elif env.get("ENABLE_L2_CACHE", "").strip().lower() in ("0", "false", "no", "off"):
+        cache = replace(cache, redis_url=None)
+    o = config.observability
+    observability = replace(
+        o,
+        enable_metrics=_env_bool(env, "ENABLE_METRICS", o.enable_metrics),
+        enable_tracing=_env_bool(env, "ENABLE_TRACING", o.enable_tracing),
+        log_level=(env.get("LOG_LEVEL") or o.log_level).lower(),
+        log_format=(env.get("LOG_FORMAT") or o.log_format).lower(),
+    )
+    return replace(
+        config,
+        server=server,
+        providers=tuple(providers),
+        cache=cache,
+        observability=observability,
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(config: Config) -> None:
+    s = config.server
+    if not 0 < s.port < 65536:
+        raise ConfigError("server.port", f"must be between 1 and 65535, got {s.port}")
+    if not 0 <= s.metrics_port < 65536:
+        raise ConfigError(
+            "server.metrics_port", f"must be between 0 and 65535, got {s.metrics_port}"
+        )
+    if s.workers < 1:
+        raise ConfigError("server.workers", f"must be >= 1, got {s.workers}")
+    if s.drain_timeout_s < 0:
+        raise ConfigError("server.drain_timeout_s", "must be >= 0")
+    o = config.observability
+    if o.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            "LOG_LEVEL", f"unknown level {o.log_level!r} (one of {', '.join(LOG_LEVELS)})"
+        )
+    if o.log_format not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT", f"unknown format {o.log_format!r} (json or text)")
+    names: set[str] = set()
+    for i, p in enumerate(config.providers):
+        key = f"providers[{i}]"
+        if p.name in names:
+            raise ConfigError(f"{key}.name", f"duplicate provider name {p.name!r}")
+        if "/" in p.name:
+            raise ConfigError(f"{key}.name", f"must not contain '/', got {p.name!r}")
+        names.add(p.name)
+        if p.type in ("openai_compatible",) and not p.base_url:
+            raise ConfigError(f"{key}.base_url", f"is required for type {p.type!r}")
+        if p.type == "azure" and not p.base_url:
+            raise ConfigError(
+                f"{key}.base_url", "is required for type 'azure' (the resource endpoint)"
+            )
+    route_names: set[str] = set()
+    for i, r in enumerate(config.routes):
+        key = f"routes[{i}]"
+        if r.model in route_names:
+            raise ConfigError(f"{key}.model", f"duplicate route {r.model!r}")
+        route_names.add(r.model)
+        for j, t in enumerate(r.targets):
+            if t.provider not in names:
+                raise ConfigError(
+                    f"{key}.targets[{j}].provider", f"unknown provider {t.provider!r}"
+                )
+    for i, r in enumerate(config.routes):
+        for j, fb in enumerate(r.fallbacks):
+            if fb not in route_names:
+                raise ConfigError(f"routes[{i}].fallbacks[{j}]", f"unknown route {fb!r}")
+            if fb == r.model:
+                raise ConfigError(
+                    f"routes[{i}].fallbacks[{j}]", "a route cannot fall back to itself"
+                )
+
+
+def env_snapshot() -> dict[str, str]:
+    return dict(os.environ)

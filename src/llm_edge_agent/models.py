@@ -1,0 +1,197 @@
+"""Client requests: parsed once, validated, kept as the client's own dict.
+
+The body stays a plain ``dict`` so unknown fields reach OpenAI-compatible upstreams
+untouched; ``ChatRequest`` only lifts out what the gateway itself needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import InvalidRequestError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+TOOL_CHOICES = frozenset({"none", "auto", "required"})
+
+
+class ChatRequest:
+    """A validated chat completion request."""
+
+    __slots__ = ("body", "include_usage", "model", "raw", "stream")
+
+    def __init__(self, body: dict[str, Any], raw: bytes) -> None:
+        self.body = body
+        self.raw = raw
+        self.model: str = body["model"]
+        self.stream: bool = bool(body.get("stream"))
+        options = body.get("stream_options")
+        self.include_usage: bool = bool(options.get("include_usage")) if options else False
+
+    def __repr__(self) -> str:
+        return f"ChatRequest(model={self.model!r}, stream={self.stream})"
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    body = parse_json_object(raw)
+    validate_chat_body(body)
+    return ChatRequest(body, raw)
+
+
+def _bad(param: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(message, param=param, code="invalid_value")
+
+
+def _check_number(body: dict[str, Any], name: str, lo: float | None, hi: float | None) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(name, f"'{name}' must be a number")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise _bad(name, f"'{name}' must be between {lo} and {hi}, got {value}")
+
+
+def _check_int(body: dict[str, Any], name: str, lo: int) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, f"'{name}' must be an integer")
+    if value < lo:
+        raise _bad(name, f"'{name}' must be >= {lo}, got {value}")
+
+
+def validate_chat_body(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequestError(
+            "'model' is required", param="model", code="missing_required_parameter"
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("model", "'model' must be a non-empty string")
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequestError(
+            "'messages' is required", param="messages", code="missing_required_parameter"
+        )
+    if not isinstance(messages, list):
+        raise _bad("messages", "'messages' must be an array of message objects")
+    if not messages:
+        raise _bad("messages", "'messages' must contain at least one message")
+    for i, message in enumerate(messages):
+        _validate_message(i, message)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", "'stream' must be a boolean")
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _bad("stream_options", "'stream_options' must be an object")
+        include = options.get("include_usage")
+        if include is not None and not isinstance(include, bool):
+            raise _bad("stream_options.include_usage", "'include_usage' must be a boolean")
+    _check_number(body, "temperature", 0, 2)
+    _check_number(body, "top_p", 0, 1)
+    _check_number(body, "presence_penalty", -2, 2)
+    _check_number(body, "frequency_penalty", -2, 2)
+    _check_int(body, "n", 1)
+    _check_int(body, "max_tokens", 1)
+    _check_int(body, "max_completion_tokens", 1)
+    _check_int(body, "seed", -(2**63))
+    stop = body.get("stop")
+    if not (stop is None or isinstance(stop, str)) and not (
+        isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+    ):
+        raise _bad("stop", "'stop' must be a string or an array of strings")
+    _validate_tools(body)
+    fmt = body.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str)):
+        raise _bad("response_format", "'response_format' must be an object with a 'type'")
+
+
+def _validate_message(i: int, message: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise _bad(where, f"'{where}' must be an object")
+    role = message.get("role")
+    if role is None:
+        raise _bad(f"{where}.role", f"'{where}.role' is required")
+    if role not in ROLES:
+        raise _bad(
+            f"{where}.role",
+            f"'{where}.role' must be one of {', '.join(sorted(ROLES))}, got {role!r}",
+        )
+    content = message.get("content")
+    if content is None:
+        if role != "assistant":
+            raise _bad(f"{where}.content", f"'{where}.content' is required for role {role!r}")
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            _validate_part(f"{where}.content[{j}]", part)
+    elif not isinstance(content, str):
+        raise _bad(f"{where}.content", f"'{where}.content' must be a string or an array of parts")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise _bad(f"{where}.tool_call_id", f"'{where}.tool_call_id' is required for role 'tool'")
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        if role != "assistant" or not isinstance(tool_calls, list):
+            raise _bad(
+                f"{where}.tool_calls", "'tool_calls' must be an array on an assistant message"
+            )
+        for j, call in enumerate(tool_calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise _bad(
+                    f"{where}.tool_calls[{j}]", "each tool call needs a function with a name"
+                )
+
+
+def _validate_part(where: str, part: Any) -> None:
+    if not isinstance(part, dict):
+        raise _bad(where, f"'{where}' must be an object")
+    ptype = part.get("type")
+    if ptype not in PART_TYPES:
+        raise _bad(
+            f"{where}.type", f"'{where}.type' must be one of {', '.join(sorted(PART_TYPES))}"
+        )
+    if ptype == "text" and not isinstance(part.get("text"), str):
+        raise _bad(f"{where}.text", f"'{where}.text' must be a string")
+    if ptype == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{where}.image_url.url", f"'{where}.image_url.url' must be a string")
+
+
+def _validate_tools(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("tools", "'tools' must be an array")
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise _bad(f"tools[{i}].function.name", "each tool needs a function with a name")
+    choice = body.get("tool_choice")
+    if choice is None or (isinstance(choice, str) and choice in TOOL_CHOICES):
+        return
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return
+    raise _bad("tool_choice", "'tool_choice' must be none, auto, required or a named function")

@@ -1,0 +1,137 @@
+"""Structured logs to stdout: one line per request (batched), plus the stdlib logger.
+
+Request lines are buffered and written together at most every ``FLUSH_INTERVAL_S`` (or
+when the buffer fills, or at shutdown), so a busy worker makes one write system call per
+batch, not per request. Records never hold keys, and prompt text only when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+FLUSH_INTERVAL_S = 0.2
+MAX_BUFFER_BYTES = 64 * 1024
+LOGGER_NAME = "llm_edge_agent"
+
+
+def _timestamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text_line(record: Mapping[str, Any]) -> bytes:
+    parts = [str(record.get("ts", "")), str(record.get("level", "info")).upper()]
+    msg = record.get("msg")
+    if msg:
+        parts.append(str(msg))
+    for key, value in record.items():
+        if key in ("ts", "level", "msg") or value is None:
+            continue
+        parts.append(f"{key}={value}")
+    return " ".join(parts).encode() + b"\n"
+
+
+class AccessLog:
+    def __init__(self, *, enabled: bool = True, json: bool = True, fd: int = 1) -> None:
+        self.enabled = enabled
+        self._json = json
+        self._fd = fd
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"AccessLog(enabled={self.enabled}, buffered={len(self._buf)})"
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record["ts"] = _timestamp(time.time())
+        line = orjson.dumps(record) + b"\n" if self._json else _text_line(record)
+        self._buf.append(line)
+        self._size += len(line)
+        if self._size >= MAX_BUFFER_BYTES:
+            self.flush()
+        elif self._handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._handle = loop.call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if not self._buf:
+            return
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._size = 0
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            pass  # stdout gone (closed pipe): nothing sensible left to do with the lines
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            out.update(extra)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        line = (
+            _text_line(
+                {
+                    "ts": _timestamp(record.created),
+                    "level": record.levelname,
+                    "msg": record.getMessage(),
+                    **fields,
+                }
+            )
+            .decode()
+            .rstrip("\n")
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str, fmt: str) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    return logger
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)

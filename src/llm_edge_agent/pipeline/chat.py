@@ -1,0 +1,314 @@
+"""``POST /v1/chat/completions``: parse, route, call targets in order, answer, account.
+
+The target loop is the seed of the resilience executor: a target that is unusable, full,
+unreachable or failing (5xx, 429, timeout, garbage) hands over to the next one; a
+client-caused upstream 4xx is the client's answer and stops the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from ..errors import (
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamClientError,
+    UpstreamError,
+)
+from ..models import ChatRequest, parse_chat_request
+from ..observability.logs import AccessLog
+from ..observability.metrics import Metrics
+from ..pricing import PricingTable, TokenUsage
+from ..providers.base import StreamDecoder
+from ..routing import Router, Target
+from ..upstream.base import UpstreamStream
+from .context import RequestContext
+from .responses import Response, StreamingResponse, error_response, sse_error_event
+from .runtime import ProviderRuntime
+
+CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
+
+
+def error_kind(error: GatewayError) -> str:
+    if isinstance(error, UpstreamClientError):
+        return "upstream_client_error"
+    return error.code or error.type
+
+
+def deadline_s(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("x-llm-edge-timeout-ms")
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0:
+        raise InvalidRequestError(
+            "x-llm-edge-timeout-ms must be a positive number of milliseconds",
+            param="x-llm-edge-timeout-ms",
+        )
+    return ms / 1000.0
+
+
+class ChatPipeline:
+    def __init__(
+        self,
+        router: Router,
+        runtimes: Mapping[str, ProviderRuntime],
+        pricing: PricingTable,
+        metrics: Metrics,
+        access_log: AccessLog,
+        *,
+        cache_enabled: bool,
+        log_prompts: bool = False,
+    ) -> None:
+        self._router = router
+        self._runtimes = runtimes
+        self._pricing = pricing
+        self._metrics = metrics
+        self._log = access_log
+        self._cache_status = "miss" if cache_enabled else "bypass"
+        self._log_prompts = log_prompts
+
+    def __repr__(self) -> str:
+        return f"ChatPipeline({self._router!r})"
+
+    async def handle(self, ctx: RequestContext, raw: bytes) -> Response | StreamingResponse:
+        self._metrics.active_inc()
+        request: ChatRequest | None = None
+        try:
+            request = parse_chat_request(raw)
+            ctx.model = request.model
+            ctx.cache_status = self._cache_status
+            targets = self._router.resolve(request.model, ctx.headers.get("x-llm-edge-provider"))
+            deadline = deadline_s(ctx.headers)
+            if request.stream:
+                return await self._open_stream(ctx, request, targets, deadline)
+            return await self._complete(ctx, request, targets, deadline)
+        except GatewayError as error:
+            self._metrics.active_dec()
+            self._finish(ctx, request, error.status, None, None, error)
+            return error_response(error, ctx.response_headers())
+
+    # ------------------------------------------------------------------ non-streaming
+
+    async def _complete(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        targets: list[Target],
+        deadline: float | None,
+    ) -> Response:
+        last: GatewayError | None = None
+        for target in targets:
+            runtime = self._usable(target, ctx)
+            if isinstance(runtime, GatewayError):
+                last = runtime
+                continue
+            assert runtime.translator is not None
+            assert runtime.transport is not None
+            upstream = runtime.translator.encode_chat(request, target.model)
+            runtime.in_flight += 1
+            started = time.perf_counter()
+            try:
+                response = await runtime.transport.send(
+                    upstream, runtime.timeouts.shortened(deadline)
+                )
+            except UpstreamError as error:
+                last = self._attempt_failed(runtime, error)
+                continue
+            finally:
+                runtime.in_flight -= 1
+                waited = time.perf_counter() - started
+                ctx.upstream_s += waited
+            self._metrics.upstream_latency(runtime.name, waited)
+            if response.status != 200:
+                failure = runtime.translator.decode_error(
+                    response.status, response.body, response.headers
+                )
+                if not failure.retryable:
+                    raise failure
+                last = self._attempt_failed(runtime, failure)
+                continue
+            try:
+                completion = runtime.translator.decode_chat(response.body)
+            except UpstreamError as error:
+                last = self._attempt_failed(runtime, error)
+                continue
+            cost = self._cost(completion.body.get("model"), target.model, completion.usage)
+            completion.body["metadata"] = {
+                "provider": runtime.name,
+                "cached": False,
+                "cache_tier": None,
+                "latency_ms": round(ctx.elapsed_s() * 1000.0, 3),
+                "cost_usd": cost,
+            }
+            body = orjson.dumps(completion.body)
+            headers = ctx.response_headers()
+            headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+            self._metrics.active_dec()
+            self._finish(ctx, request, 200, completion.usage, cost, None)
+            return Response(200, body, headers)
+        raise last or ServiceUnavailableError("no provider could take the request")
+
+    # ------------------------------------------------------------------ streaming
+
+    async def _open_stream(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        targets: list[Target],
+        deadline: float | None,
+    ) -> StreamingResponse:
+        last: GatewayError | None = None
+        for target in targets:
+            runtime = self._usable(target, ctx)
+            if isinstance(runtime, GatewayError):
+                last = runtime
+                continue
+            assert runtime.translator is not None
+            assert runtime.transport is not None
+            upstream = runtime.translator.encode_chat(request, target.model)
+            runtime.in_flight += 1
+            started = time.perf_counter()
+            try:
+                stream = await runtime.transport.open_stream(
+                    upstream, runtime.timeouts.shortened(deadline)
+                )
+                if stream.status != 200:
+                    try:
+                        body = await stream.read()
+                    finally:
+                        stream.close()
+                    raise runtime.translator.decode_error(stream.status, body, stream.headers)
+            except UpstreamError as error:
+                runtime.in_flight -= 1
+                ctx.upstream_s += time.perf_counter() - started
+                if not error.retryable:
+                    raise
+                last = self._attempt_failed(runtime, error)
+                continue
+            except BaseException:
+                runtime.in_flight -= 1
+                raise
+            waited = time.perf_counter() - started
+            ctx.upstream_s += waited
+            self._metrics.upstream_latency(runtime.name, waited)
+            headers = ctx.response_headers()
+            headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+            decoder = runtime.translator.stream_decoder(request)
+            chunks = self._relay(ctx, request, runtime, target, stream, decoder)
+            return StreamingResponse(chunks, headers)
+        raise last or ServiceUnavailableError("no provider could take the request")
+
+    async def _relay(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        runtime: ProviderRuntime,
+        target: Target,
+        stream: UpstreamStream,
+        decoder: StreamDecoder,
+    ) -> AsyncIterator[bytes]:
+        status = CLIENT_CLOSED
+        failure: GatewayError | None = None
+        try:
+            async for data in stream.chunks():
+                out = decoder.feed(data)
+                if out:
+                    yield out
+            tail = decoder.finish()
+            if tail:
+                yield tail
+            if decoder.error is not None:
+                failure = decoder.error
+                status = failure.status
+            else:
+                status = 200
+        except UpstreamError as error:
+            failure = error
+            status = error.status
+            yield sse_error_event(error)
+        finally:
+            stream.close()
+            runtime.in_flight -= 1
+            self._metrics.active_dec()
+            usage = decoder.usage
+            cost = self._cost(None, target.model, usage)
+            self._finish(ctx, request, status, usage, cost, failure)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _usable(self, target: Target, ctx: RequestContext) -> ProviderRuntime | GatewayError:
+        runtime = self._runtimes[target.provider]
+        ctx.provider = runtime.name
+        if not runtime.usable:
+            return ServiceUnavailableError(
+                runtime.unsupported or f"provider {runtime.name!r} is not usable"
+            )
+        if runtime.full:
+            return ServiceUnavailableError(
+                f"provider {runtime.name!r} is at its max_concurrency", code="provider_busy"
+            )
+        return runtime
+
+    def _attempt_failed(self, runtime: ProviderRuntime, error: UpstreamError) -> UpstreamError:
+        # Failover accounting (logged and counted per attempt) arrives with resilience.
+        return error
+
+    def _cost(self, reported: Any, model: str, usage: TokenUsage | None) -> float | None:
+        if usage is None:
+            return None
+        if isinstance(reported, str) and reported:
+            cost = self._pricing.cost(reported, usage)
+            if cost is not None:
+                return cost
+        return self._pricing.cost(model, usage)
+
+    def _finish(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest | None,
+        status: int,
+        usage: TokenUsage | None,
+        cost: float | None,
+        error: GatewayError | None,
+    ) -> None:
+        elapsed = ctx.elapsed_s()
+        provider = ctx.provider or "none"
+        model = ctx.model if ctx.provider else "unknown"
+        self._metrics.request_done(provider, model or "unknown", status, elapsed, usage, cost)
+        if error is not None and status != 200:
+            self._metrics.error(error_kind(error))
+        if not self._log.enabled:
+            return
+        record: dict[str, Any] = {
+            "level": "info" if status < 500 else "error",
+            "msg": "request",
+            "request_id": ctx.request_id,
+            "path": "/v1/chat/completions",
+            "model": ctx.model,
+            "provider": ctx.provider,
+            "status": status,
+            "stream": request.stream if request is not None else None,
+            "cache": ctx.cache_status,
+            "latency_ms": round(elapsed * 1000.0, 3),
+            "upstream_ms": round(ctx.upstream_s * 1000.0, 3),
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "cost_usd": cost,
+            "tenant": ctx.tenant,
+        }
+        if error is not None:
+            record["error"] = error.message
+            record["error_type"] = error_kind(error)
+        if self._log_prompts and request is not None:
+            record["messages"] = request.body.get("messages")
+        self._log.write(record)

@@ -1,0 +1,56 @@
+"""Per-request state, created once per request and passed down the stages."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+MAX_REQUEST_ID_CHARS = 128
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_REQUEST_ID_CHARS and value.isascii() and value.isprintable()
+
+
+class RequestContext:
+    __slots__ = (
+        "cache_status",
+        "headers",
+        "model",
+        "provider",
+        "request_id",
+        "started",
+        "tenant",
+        "upstream_s",
+    )
+
+    def __init__(self, headers: Mapping[str, str], started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
+        self.headers = headers
+        client_id = headers.get("x-request-id")
+        self.request_id = (
+            client_id if client_id and _valid_request_id(client_id) else os.urandom(16).hex()
+        )
+        self.tenant: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.cache_status = "bypass"
+        self.upstream_s = 0.0  # time spent waiting on providers
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestContext({self.request_id}, model={self.model!r}, provider={self.provider!r})"
+        )
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (self.elapsed_s() - self.upstream_s) * 1000.0)
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id, "x-llm-edge-cache": self.cache_status}
+        if self.provider is not None:
+            headers["x-llm-edge-provider"] = self.provider
+        return headers

@@ -1,0 +1,227 @@
+"""The gateway: everything built once from a ``Config``, with a start/close lifecycle.
+
+``Gateway`` owns the pooled HTTP session, the provider runtimes, the router, metrics and
+the access log, and exposes one method per endpoint. It knows nothing of the HTTP server
+framework: ``server/`` calls these methods and writes their ``Response`` objects.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import __version__
+from ..auth import Authenticator
+from ..config import Config
+from ..errors import GatewayError, NotFoundError, PayloadTooLargeError
+from ..observability.logs import AccessLog, get_logger
+from ..observability.metrics import CONTENT_TYPE, Metrics, NullMetrics, render_metrics
+from ..pricing import DEFAULT_PRICES, ModelPrice, PricingTable
+from ..routing import Router
+from ..upstream.base import Timeouts, Transport
+from .chat import ChatPipeline
+from .context import RequestContext
+from .responses import Response, StreamingResponse, error_response
+from .runtime import ProviderRuntime, build_runtime
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class Gateway:
+    def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.authenticator = Authenticator(config.auth.api_keys)
+        self.router = Router(config)
+        self.pricing = PricingTable(
+            overrides={
+                name: ModelPrice(p.input, p.output, p.cached_input, p.cache_write, p.reasoning)
+                for name, p in config.pricing.items()
+            }
+        )
+        obs = config.observability
+        self.metrics = (
+            metrics if metrics is not None else (Metrics() if obs.enable_metrics else NullMetrics())
+        )
+        self.access_log = AccessLog(
+            enabled=obs.log_level in ("debug", "info"), json=obs.log_format == "json"
+        )
+        self.max_body_bytes = config.limits.max_body_bytes
+        self.runtimes: dict[str, ProviderRuntime] = {}
+        self.chat: ChatPipeline | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._models_body: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Gateway(providers={list(self.runtimes)}, {self.router!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from ..upstream.client import AiohttpTransport, create_session
+
+        session = self._session = create_session()
+
+        def http_transport(name: str, timeouts: Timeouts) -> Transport:
+            return AiohttpTransport(session, name, timeouts)
+
+        self.runtimes = {p.name: build_runtime(p, http_transport) for p in self.config.providers}
+        log = get_logger()
+        for runtime in self.runtimes.values():
+            self.metrics.set_available(runtime.name, runtime.usable)
+            if runtime.unsupported:
+                log.warning(runtime.unsupported, extra={"fields": {"provider": runtime.name}})
+        self.chat = ChatPipeline(
+            self.router,
+            self.runtimes,
+            self.pricing,
+            self.metrics,
+            self.access_log,
+            cache_enabled=self.config.cache.enabled,
+            log_prompts=self.config.observability.log_prompts,
+        )
+
+    async def close(self) -> None:
+        self.access_log.flush()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def check_size(self, content_length: int | None) -> None:
+        if content_length is not None and content_length > self.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body of {content_length} bytes exceeds the limit of "
+                f"{self.max_body_bytes} bytes (limits.max_body_bytes)"
+            )
+
+    def too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"request body exceeds the limit of {self.max_body_bytes} bytes (limits.max_body_bytes)"
+        )
+
+    def reject(self, ctx: RequestContext, error: GatewayError) -> Response:
+        """An error before any pipeline ran (auth, size, routing of the path)."""
+        self.metrics.error(error.code or error.type)
+        self.metrics.request_done("none", "unknown", error.status, ctx.elapsed_s(), None, None)
+        if self.access_log.enabled:
+            self.access_log.write(
+                {
+                    "level": "info",
+                    "msg": "request",
+                    "request_id": ctx.request_id,
+                    "status": error.status,
+                    "error": error.message,
+                    "error_type": error.code or error.type,
+                    "latency_ms": round(ctx.elapsed_s() * 1000.0, 3),
+                }
+            )
+        return error_response(error, ctx.response_headers())
+
+    # ------------------------------------------------------------------ endpoints
+
+    def authenticate(self, ctx: RequestContext) -> None:
+        ctx.tenant = self.authenticator.authenticate(ctx.headers)
+
+    async def chat_completions(
+        self, ctx: RequestContext, raw: bytes
+    ) -> Response | StreamingResponse:
+        assert self.chat is not None, "Gateway.start() was not awaited"
+        return await self.chat.handle(ctx, raw)
+
+    def models(self, ctx: RequestContext, model_id: str | None = None) -> Response:
+        listed = self._listed_models()
+        if model_id is None:
+            if self._models_body is None:
+                self._models_body = orjson.dumps({"object": "list", "data": listed})
+            return Response(200, self._models_body, ctx.response_headers())
+        for entry in listed:
+            if entry["id"] == model_id:
+                return Response(200, orjson.dumps(entry), ctx.response_headers())
+        try:
+            targets = self.router.resolve(model_id)
+        except GatewayError as error:
+            if isinstance(error, NotFoundError):
+                error = NotFoundError(
+                    f"model {model_id!r} is not served by this gateway", param="model"
+                )
+            return error_response(error, ctx.response_headers())
+        entry = {"id": model_id, "object": "model", "created": 0, "owned_by": targets[0].provider}
+        return Response(200, orjson.dumps(entry), ctx.response_headers())
+
+    def _listed_models(self) -> list[dict[str, Any]]:
+        """Route aliases, literal model names, and known models that a glob admits."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+
+        def add(model: str, owner: str) -> None:
+            if model not in seen:
+                seen.add(model)
+                out.append({"id": model, "object": "model", "created": 0, "owned_by": owner})
+
+        for name in self.router.route_names():
+            add(name, "llm-edge-agent")
+        for provider in self.config.providers:
+            for glob in provider.models:
+                if not any(c in glob for c in "*?["):
+                    add(glob, provider.name)
+                elif glob[0] not in "*?[":  # a glob with a literal prefix: list known models
+                    for known in DEFAULT_PRICES:
+                        if fnmatch.fnmatchcase(known, glob):
+                            add(known, provider.name)
+        return out
+
+    def health(self) -> Response:
+        providers: dict[str, Any] = {}
+        for name, runtime in self.runtimes.items():
+            providers[name] = {
+                "configured": True,
+                "healthy": runtime.usable,
+                "circuit": "closed",
+                "type": runtime.type,
+                "in_flight": runtime.in_flight,
+            }
+            if runtime.unsupported:
+                providers[name]["message"] = runtime.unsupported
+        usable = sum(1 for r in self.runtimes.values() if r.usable)
+        if usable == 0:
+            status = "unhealthy"
+        elif usable < len(self.runtimes):
+            status = "degraded"
+        else:
+            status = "healthy"
+        body: dict[str, Any] = {
+            "status": status,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "version": __version__,
+            "cache": {
+                "l1_healthy": True,
+                "l2_healthy": True,
+                "l2_configured": self.config.cache.redis_url is not None,
+            },
+            "providers": providers,
+        }
+        if not self.runtimes:
+            body["message"] = "no provider is configured"
+        return Response(200, orjson.dumps(body))
+
+    def ready(self) -> Response:
+        if any(r.usable for r in self.runtimes.values()):
+            return Response(200, b'{"status":"ready"}')
+        reason = "no provider is configured" if not self.runtimes else "no provider is usable"
+        return Response(503, orjson.dumps({"status": "not_ready", "reason": reason}))
+
+    @staticmethod
+    def live() -> Response:
+        return Response(200, b'{"status":"alive"}')
+
+    def metrics_page(self) -> Response:
+        if isinstance(self.metrics, NullMetrics):
+            return Response(
+                404, NotFoundError("metrics are disabled (ENABLE_METRICS=false)").to_json()
+            )
+        return Response(200, render_metrics(), content_type=CONTENT_TYPE)

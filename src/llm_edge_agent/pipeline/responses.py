@@ -1,0 +1,56 @@
+"""Framework-free responses: what the pipeline returns and ``server/`` writes out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ..errors import GatewayError
+
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+class Response:
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else {}
+        self.content_type = content_type
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {len(self.body)} bytes)"
+
+
+class StreamingResponse:
+    """SSE: ``chunks`` yields the body; the server must ``aclose`` it if the client leaves."""
+
+    __slots__ = ("chunks", "headers", "status")
+
+    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        self.status = 200
+        self.chunks = chunks
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return "StreamingResponse(200)"
+
+
+def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    headers = headers if headers is not None else {}
+    retry_after = getattr(error, "retry_after_s", None)
+    if error.status == 429 and retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    return Response(error.status, error.to_json(), headers)
+
+
+def sse_error_event(error: GatewayError) -> bytes:
+    """An error after the stream started: a final ``data: {"error": ...}`` event."""
+    return b"data: " + error.to_json() + b"\n\n"

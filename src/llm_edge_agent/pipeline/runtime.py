@@ -1,0 +1,83 @@
+"""Per-provider runtime state: its translator, transport, timeouts and in-flight count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import DEFAULT_BASE_URLS, ProviderConfig
+from ..providers.base import Translator
+from ..providers.openai import OpenAITranslator
+from ..upstream.base import Timeouts, Transport
+from ..upstream.mock import MockTransport
+
+OPENAI_DIALECT = frozenset({"openai", "openai_compatible", "vllm", "ollama", "together", "mock"})
+MOCK_BASE_URL = "http://mock.invalid/v1"
+
+
+def base_url_for(config: ProviderConfig) -> str:
+    url = (config.base_url or DEFAULT_BASE_URLS.get(config.type, "")).rstrip("/")
+    if config.type in ("ollama", "vllm") and not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+class ProviderRuntime:
+    __slots__ = (
+        "config",
+        "in_flight",
+        "name",
+        "timeouts",
+        "translator",
+        "transport",
+        "type",
+        "unsupported",
+    )
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        translator: Translator | None,
+        transport: Transport | None,
+        unsupported: str | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.type = config.type
+        self.translator = translator
+        self.transport = transport
+        self.timeouts = Timeouts(
+            config.timeout_s, config.connect_timeout_s, config.stream_idle_timeout_s
+        )
+        self.in_flight = 0
+        self.unsupported = unsupported
+
+    def __repr__(self) -> str:
+        return f"ProviderRuntime({self.name!r}, type={self.type!r}, in_flight={self.in_flight})"
+
+    @property
+    def usable(self) -> bool:
+        return self.translator is not None and self.transport is not None
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.config.max_concurrency
+
+
+def build_runtime(
+    config: ProviderConfig, http_transport: Callable[[str, Timeouts], Transport]
+) -> ProviderRuntime:
+    if config.type not in OPENAI_DIALECT:
+        return ProviderRuntime(
+            config,
+            None,
+            None,
+            unsupported=f"provider type {config.type!r} is not supported by this version yet",
+        )
+    if config.type == "mock":
+        translator = OpenAITranslator(config.name, MOCK_BASE_URL, None)
+        transport: Transport = MockTransport(config.name, config.latency_ms, config.fail_rate)
+        return ProviderRuntime(config, translator, transport)
+    translator = OpenAITranslator(config.name, base_url_for(config), config.api_key, config.headers)
+    runtime = ProviderRuntime(config, translator, None)
+    runtime.transport = http_transport(config.name, runtime.timeouts)
+    return runtime

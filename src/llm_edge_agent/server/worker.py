@@ -1,0 +1,105 @@
+"""One worker process: an event loop (uvloop), a ``Gateway`` and its listeners.
+
+SIGTERM/SIGINT start a graceful shutdown: stop accepting, let in-flight requests and
+streams finish (up to ``server.drain_timeout_s``), flush logs, close the pool, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from ..config import Config
+from ..observability.logs import get_logger, setup_logging
+from ..pipeline.gateway import Gateway
+from .app import create_metrics_server, create_server
+
+EXIT_STARTUP_FAILED = 3
+PARENT_CHECK_INTERVAL_S = 1.0
+LISTEN_BACKLOG = 2048
+
+
+async def _run(config: Config, index: int, parent_pid: int | None) -> int:
+    log = get_logger()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    gateway = Gateway(config)
+    await gateway.start()
+    s = config.server
+    runner = web.ServerRunner(create_server(gateway), shutdown_timeout=s.drain_timeout_s)
+    await runner.setup()
+    metrics_runner: web.ServerRunner | None = None
+    try:
+        site = web.TCPSite(runner, s.host, s.port, reuse_port=s.workers > 1, backlog=LISTEN_BACKLOG)
+        await site.start()
+        if index == 0 and s.metrics_port and config.observability.enable_metrics:
+            metrics_runner = web.ServerRunner(create_metrics_server(gateway))
+            await metrics_runner.setup()
+            try:
+                await web.TCPSite(metrics_runner, s.host, s.metrics_port, reuse_port=False).start()
+            except OSError as exc:
+                log.warning(
+                    f"metrics listener could not bind port {s.metrics_port}: {exc.strerror}; "
+                    "/metrics is still served on the main port",
+                    extra={"fields": {"metrics_port": s.metrics_port}},
+                )
+                await metrics_runner.cleanup()
+                metrics_runner = None
+    except OSError as exc:
+        log.error(
+            f"cannot listen on {s.host}:{s.port}: {exc.strerror}",
+            extra={"fields": {"host": s.host, "port": s.port}},
+        )
+        await runner.cleanup()
+        await gateway.close()
+        return EXIT_STARTUP_FAILED
+
+    log.info(
+        f"worker {index} listening on http://{s.host}:{s.port}",
+        extra={"fields": {"worker": index, "pid": os.getpid()}},
+    )
+    watchdog = (
+        asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid is not None else None
+    )
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests", extra={"fields": {"worker": index}})
+    if watchdog is not None:
+        watchdog.cancel()
+    await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    await gateway.close()
+    log.info("worker stopped", extra={"fields": {"worker": index}})
+    return 0
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Exit with the supervisor: a worker whose parent died must not linger."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - polling the parent pid has no event
+        await asyncio.sleep(PARENT_CHECK_INTERVAL_S)
+    stop.set()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every POSIX platform
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_worker(config: Config, index: int = 0, parent_pid: int | None = None) -> int:
+    setup_logging(config.observability.log_level, config.observability.log_format)
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        code = runner.run(_run(config, index, parent_pid))
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return code
