@@ -15,6 +15,7 @@ from .errors import InvalidRequestError
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 TOOL_CHOICES = frozenset({"none", "auto", "required"})
+MAX_MODEL_CHARS = 256
 
 
 class ChatRequest:
@@ -84,6 +85,10 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         )
     if not isinstance(model, str) or not model.strip():
         raise _bad("model", "'model' must be a non-empty string")
+    if not model.isprintable() or len(model) > MAX_MODEL_CHARS:
+        raise _bad(
+            "model", f"'model' must be printable text of at most {MAX_MODEL_CHARS} characters"
+        )
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequestError(
