@@ -49,8 +49,11 @@ class Authenticator:
                         f"auth.api_keys[{i}]", "sha256 digest must be 64 hex characters"
                     )
                 digests.append(digest)
-            elif entry:
+            elif entry.strip():
                 digests.append(key_digest(entry))
+            else:
+                # An empty entry (often an unset ${VAR}) must not silently open the gateway.
+                raise ConfigError(f"auth.api_keys[{i}]", "is empty")
         self._digests = tuple(digests)
 
     def __repr__(self) -> str:

@@ -239,10 +239,13 @@ def _interpolate(value: Any, env: Mapping[str, str], key: str) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
+            value = env.get(name)
+            if value:
+                return value
             if default is not None:
                 return default
+            if value is not None:
+                return value
             raise ConfigError(key, f"environment variable ${{{name}}} is not set")
 
         return _VAR.sub(sub, value)
@@ -254,6 +257,9 @@ def _interpolate(value: Any, env: Mapping[str, str], key: str) -> Any:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+_SECRET_KEYS = frozenset({"api_key", "api_keys", "url", "headers"})
 
 
 class _Table:
@@ -277,8 +283,9 @@ class _Table:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            shown = "" if name in _SECRET_KEYS else f" {value!r}"
             raise ConfigError(
-                self._path(name), f"expected {kind.__name__}, got {_kind(value)} {value!r}"
+                self._path(name), f"expected {kind.__name__}, got {_kind(value)}{shown}"
             )
         return value
 
@@ -520,6 +527,12 @@ def _parse_observability(t: _Table) -> ObservabilityConfig:
         log_format=t.get("log_format", str, d.log_format).lower(),
         log_prompts=t.get("log_prompts", bool, d.log_prompts),
     )
+    if c.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            t._path("log_level"), f"unknown level {c.log_level!r} (one of {', '.join(LOG_LEVELS)})"
+        )
+    if c.log_format not in LOG_FORMATS:
+        raise ConfigError(t._path("log_format"), f"unknown format {c.log_format!r} (json or text)")
     t.finish()
     return c
 

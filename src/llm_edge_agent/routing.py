@@ -137,9 +137,11 @@ class _Resolution:
         if not self.routes:
             return list(self.static)
         out: list[Target] = []
+        seen: set[tuple[str, str]] = set()
         for route in self.routes:
             for target in route.strategy.order(route.targets):
-                if target not in out:
+                if (target.provider, target.model) not in seen:
+                    seen.add((target.provider, target.model))
                     out.append(target)
         return out
 
@@ -169,7 +171,7 @@ class Router:
         return list(self._routes)
 
     def _chain(self, name: str) -> list[_Route]:
-        """The route and its fallbacks, depth first, each route once."""
+        """The route, then its fallbacks in order, then theirs (breadth first), each once."""
         out: list[_Route] = []
         stack = [name]
         while stack:
@@ -223,9 +225,11 @@ class Router:
                 code="unknown_provider",
             )
         if model in self._chains:
-            found = [
-                t for route in self._chains[model] for t in route.targets if t.provider == provider
-            ]
+            found: list[Target] = []
+            for route in self._chains[model]:
+                for t in route.targets:
+                    if t.provider == provider and all(t.model != f.model for f in found):
+                        found.append(t)
             if found:
                 return found
         prefix = f"{provider}/"

@@ -236,6 +236,8 @@ class ChatPipeline:
             status = error.status
             yield sse_error_event(error)
         finally:
+            if status == CLIENT_CLOSED and decoder.complete and failure is None:
+                status = 200  # the client left after the whole answer reached it
             stream.close()
             runtime.in_flight -= 1
             self._metrics.active_dec()

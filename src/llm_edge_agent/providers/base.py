@@ -43,7 +43,8 @@ class StreamDecoder(Protocol):
     """Fed upstream bytes in arbitrary chunks; returns client bytes (OpenAI SSE)."""
 
     usage: TokenUsage | None
-    complete: bool
+    complete: bool  # the answer is whole (a finish reason was seen)
+    ended: bool  # the upstream's end-of-stream marker was seen: nothing more will come
     error: UpstreamError | None
 
     def feed(self, data: bytes) -> bytes: ...

@@ -134,32 +134,33 @@ class PassthroughStream:
     ``[DONE]``, or an in-stream error.
     """
 
-    __slots__ = ("_buf", "_done", "_include_usage", "_provider", "complete", "error", "usage")
+    __slots__ = ("_buf", "_include_usage", "_provider", "complete", "ended", "error", "usage")
 
     def __init__(self, provider: str, include_usage: bool) -> None:
         self._provider = provider
         self._include_usage = include_usage
         self._buf = b""
-        self._done = False
+        self.ended = False
         self.complete = False
         self.error: UpstreamError | None = None
         self.usage: TokenUsage | None = None
 
     def __repr__(self) -> str:
-        return f"PassthroughStream({self._provider!r}, complete={self.complete}, done={self._done})"
+        return f"PassthroughStream({self._provider!r}, complete={self.complete}, done={self.ended})"
 
     def feed(self, data: bytes) -> bytes:
+        carry = b""
         if b"\r" in data or self._buf.endswith(b"\r"):
-            data = (self._buf + data).replace(b"\r\n", b"\n")
-            self._buf = b""
-            if data.endswith(b"\r"):
-                self._buf, data = data[-1:], data[:-1]
-        buf = self._buf + data if self._buf else data
+            buf = (self._buf + data).replace(b"\r\n", b"\n")
+            if buf.endswith(b"\r"):
+                buf, carry = buf[:-1], b"\r"
+        else:
+            buf = self._buf + data if self._buf else data
         end = buf.rfind(b"\n\n")
         if end < 0:
-            self._buf = buf
+            self._buf = buf + carry
             return b""
-        self._buf = buf[end + 2 :]
+        self._buf = buf[end + 2 :] + carry
         return self._events(buf[: end + 2])
 
     def finish(self) -> bytes:
@@ -175,7 +176,7 @@ class PassthroughStream:
                 f"provider {self._provider!r} closed the stream before it was complete",
                 provider=self._provider,
             )
-        if not self._done:
+        if not self.ended:
             out += DONE_EVENT
         return out
 
@@ -196,7 +197,7 @@ class PassthroughStream:
         if data is None:
             return True
         if data == b"[DONE]":
-            self._done = True
+            self.ended = True
             self.complete = True
             return True
         if _NOTABLE.search(data) is None:

@@ -139,28 +139,33 @@ def stream_events(body: Mapping[str, Any]) -> list[bytes]:
     include_usage = bool(options.get("include_usage"))
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    n = body.get("n") or 1
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
         payload = {
             **base,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
             **extra,
         }
         return b"data: " + orjson.dumps(payload) + b"\n\n"
 
-    events = [chunk({"role": "assistant", "content": ""})]
-    if call is not None:
-        events.append(chunk({"tool_calls": [{"index": 0, **call}]}))
-    else:
-        words = content.split(" ")
-        for i, word in enumerate(words):
-            events.append(chunk({"content": word if i == 0 else " " + word}))
-    events.append(chunk({}, "tool_calls" if call is not None else "stop"))
+    events: list[bytes] = []
+    for k in range(n):
+        events.append(chunk({"role": "assistant", "content": ""}, index=k))
+        if call is not None:
+            events.append(chunk({"tool_calls": [{"index": 0, **call}]}, index=k))
+        else:
+            words = content.split(" ")
+            for i, word in enumerate(words):
+                events.append(chunk({"content": word if i == 0 else " " + word}, index=k))
+        events.append(chunk({}, "tool_calls" if call is not None else "stop", index=k))
     if include_usage:
-        events.append(
-            b"data: "
-            + orjson.dumps({**base, "choices": [], "usage": _usage(body, content, call)})
-            + b"\n\n"
-        )
+        usage = _usage(body, content, call)
+        usage["completion_tokens"] *= n
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        events.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
 
