@@ -80,16 +80,16 @@ async def one_request(
             if stream:
                 first = await resp.content.readany()
                 ttfb = time.perf_counter() - start
-                tail = first
+                tail = first[-32:]
                 while chunk := await resp.content.readany():
-                    tail = chunk
+                    tail = (tail + chunk)[-32:]
                 complete = tail.rstrip().endswith(b"data: [DONE]")
             else:
                 await resp.read()
                 ttfb = 0.0
                 complete = True
             status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         if samples is not None:
             samples.error(type(exc).__name__)
         return

@@ -11,6 +11,8 @@ Routes:
                                stream_options.include_usage) and "data: [DONE]"
     GET  /v1/models            model list
     GET  /health/live          {"status": "ok"}
+    GET  /stats                {"chat_completions": N}: requests answered so far, so a
+                               harness can tell how many requests a cache kept away
 
 Limits (fine for load generators and proxies, not a general HTTP server): no pipelined
 requests with mixed delays, no Expect: 100-continue, request bodies up to 16 MiB.
@@ -103,7 +105,10 @@ class Completions:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
-        deltas: list[tuple[dict[str, str], str | None]] = [({"role": "assistant", "content": ""}, None)]
+        self.served = 0
+        deltas: list[tuple[dict[str, str], str | None]] = [
+            ({"role": "assistant", "content": ""}, None)
+        ]
         deltas += [({"content": piece}, None) for piece in REPLY_PIECES]
         deltas.append(({}, "stop"))
         self._chunk_tails: dict[bool, list[bytes]] = {
@@ -126,7 +131,8 @@ class Completions:
             model = str(req.get("model") or "gpt-4o-mini")
         except (orjson.JSONDecodeError, AttributeError):
             return None
-        cid = "chatcmpl-bench%d" % next(self._ids)
+        self.served += 1
+        cid = f"chatcmpl-bench{next(self._ids)}"
         created = int(time.time())
         prompt_tokens = max(1, len(body) // 4)
         usage = {
@@ -160,13 +166,9 @@ class Completions:
         prefix = orjson.dumps(
             {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
         )[:-1]
-        events = [
-            b"data: %s,%s\n\n" % (prefix, tail) for tail in self._chunk_tails[include_usage]
-        ]
+        events = [b"data: %s,%s\n\n" % (prefix, tail) for tail in self._chunk_tails[include_usage]]
         if include_usage:
-            events.append(
-                b'data: %s,"choices":[],"usage":%s}\n\n' % (prefix, orjson.dumps(usage))
-            )
+            events.append(b'data: %s,"choices":[],"usage":%s}\n\n' % (prefix, orjson.dumps(usage)))
         events.append(SSE_END)
         writes = [http_chunk(e) for e in events]
         head = SSE_HEAD + (b"Connection: close\r\n\r\n" if close else b"\r\n")
@@ -293,6 +295,7 @@ class Upstream:
             (b"GET", b"/v1/models"): self._static(self._models, MODELS_BODY),
             (b"GET", b"/models"): self._static(self._models, MODELS_BODY),
             (b"GET", b"/health/live"): self._static(self._health, HEALTH_BODY),
+            (b"GET", b"/stats"): self._stats,
         }
 
     @staticmethod
@@ -303,6 +306,10 @@ class Upstream:
             return [closing if close else keep_alive]
 
         return handler
+
+    def _stats(self, _body: bytes, close: bool) -> list[bytes] | None:
+        body = orjson.dumps({"chat_completions": self._completions.served})
+        return [json_response(200, body, close)]
 
     def route(self, method: bytes, path: bytes, body: bytes, close: bool) -> list[bytes]:
         handler = self._routes.get((method, path))

@@ -18,10 +18,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from granian import Granian  # type: ignore[attr-defined]
+from granian import Granian
 from granian.constants import Interfaces, Loops, RuntimeModes
 from granian.log import LogLevels
-from granian.rsgi import HTTPProtocol, Scope
+from granian.rsgi import HTTPProtocol, Scope  # type: ignore[attr-defined]
 
 JSON_HEADERS = [("content-type", "application/json")]
 HEALTH_BODY = b'{"status":"ok"}'
@@ -29,7 +29,8 @@ NOT_FOUND_BODY = b'{"error":{"message":"not found"}}'
 
 
 class PassThrough:
-    """RSGI application object (granian calls __rsgi_init__, __rsgi__, __rsgi_del__)."""
+    """RSGI application: granian calls __rsgi_init__, then the object per request, then
+    __rsgi_del__ at shutdown."""
 
     def __init__(self, upstream: str) -> None:
         self._url = upstream.rstrip("/") + "/v1/chat/completions"
@@ -49,7 +50,7 @@ class PassThrough:
         if self._session is not None:
             loop.run_until_complete(self._session.close())
 
-    async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
+    async def __call__(self, scope: Scope, proto: HTTPProtocol) -> None:
         if scope.proto != "http":
             return
         if scope.method == "POST" and scope.path == "/v1/chat/completions":
