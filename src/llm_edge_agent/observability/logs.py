@@ -27,6 +27,24 @@ def _timestamp(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Clock:
+    """RFC 3339 timestamps with milliseconds; the date and time part is formatted once a second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+
+
 def _text_line(record: Mapping[str, Any]) -> bytes:
     parts = [str(record.get("ts", "")), str(record.get("level", "info")).upper()]
     msg = record.get("msg")
@@ -47,6 +65,7 @@ class AccessLog:
         self._buf: list[bytes] = []
         self._size = 0
         self._handle: asyncio.TimerHandle | None = None
+        self._clock = _Clock()
 
     def __repr__(self) -> str:
         return f"AccessLog(enabled={self.enabled}, buffered={len(self._buf)})"
@@ -54,7 +73,7 @@ class AccessLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record["ts"] = _timestamp(time.time())
+        record["ts"] = self._clock.now()
         line = orjson.dumps(record) + b"\n" if self._json else _text_line(record)
         self._buf.append(line)
         self._size += len(line)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 MAX_REQUEST_ID_CHARS = 128
+
+
+def request_ids() -> Iterator[str]:
+    """Request ids: 32 hex characters, a random per-process prefix and a counter.
+
+    Unique across workers and restarts without a system call per request."""
+    prefix = os.urandom(8).hex()
+    start = int.from_bytes(os.urandom(4))
+    return (f"{prefix}{n:016x}" for n in itertools.count(start))
 
 
 def _valid_request_id(value: str) -> bool:
@@ -25,13 +35,11 @@ class RequestContext:
         "upstream_s",
     )
 
-    def __init__(self, headers: Mapping[str, str], started: float | None = None) -> None:
-        self.started = time.perf_counter() if started is None else started
+    def __init__(self, headers: Mapping[str, str], ids: Iterator[str]) -> None:
+        self.started = time.perf_counter()
         self.headers = headers
         client_id = headers.get("x-request-id")
-        self.request_id = (
-            client_id if client_id and _valid_request_id(client_id) else os.urandom(16).hex()
-        )
+        self.request_id = client_id if client_id and _valid_request_id(client_id) else next(ids)
         self.tenant: str | None = None
         self.model: str | None = None
         self.provider: str | None = None

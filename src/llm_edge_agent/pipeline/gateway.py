@@ -18,7 +18,7 @@ from ..auth import Authenticator
 from ..config import Config
 from ..errors import GatewayError, NotFoundError, PayloadTooLargeError
 from ..observability.logs import AccessLog, get_logger
-from ..observability.metrics import CONTENT_TYPE, Metrics, NullMetrics, render_metrics
+from ..observability.metrics import CONTENT_TYPE, Metrics, NullMetrics
 from ..pricing import DEFAULT_PRICES, ModelPrice, PricingTable
 from ..routing import Router
 from ..upstream.base import Timeouts, Transport
@@ -86,6 +86,7 @@ class Gateway:
 
     async def close(self) -> None:
         self.access_log.flush()
+        self.metrics.flush()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -219,9 +220,9 @@ class Gateway:
     def live() -> Response:
         return Response(200, b'{"status":"alive"}')
 
-    def metrics_page(self) -> Response:
+    async def metrics_page(self) -> Response:
         if isinstance(self.metrics, NullMetrics):
             return Response(
                 404, NotFoundError("metrics are disabled (ENABLE_METRICS=false)").to_json()
             )
-        return Response(200, render_metrics(), content_type=CONTENT_TYPE)
+        return Response(200, await self.metrics.render(), content_type=CONTENT_TYPE)

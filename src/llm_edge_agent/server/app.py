@@ -14,7 +14,7 @@ from aiohttp.client_exceptions import ClientConnectionResetError
 
 from ..errors import GatewayError, NotFoundError
 from ..observability.logs import get_logger
-from ..pipeline.context import RequestContext
+from ..pipeline.context import RequestContext, request_ids
 from ..pipeline.gateway import Gateway
 from ..pipeline.responses import SSE, Response, StreamingResponse, error_response
 
@@ -42,6 +42,7 @@ class HttpHandler:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._ids = request_ids()
         chat = self._chat
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": chat},
@@ -58,7 +59,7 @@ class HttpHandler:
         return f"HttpHandler({self.gateway!r})"
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        ctx = RequestContext(request.headers)
+        ctx = RequestContext(request.headers, self._ids)
         try:
             methods = self._routes.get(request.path)
             if methods is None:
@@ -163,7 +164,7 @@ class HttpHandler:
         return self.gateway.live()
 
     async def _metrics(self, request: web.BaseRequest, ctx: RequestContext) -> Response:
-        return self.gateway.metrics_page()
+        return await self.gateway.metrics_page()
 
 
 class MetricsHandler:
@@ -179,7 +180,7 @@ class MetricsHandler:
                 body=NotFoundError("no endpoint here").to_json(),
                 content_type="application/json",
             )
-        result = self.gateway.metrics_page()
+        result = await self.gateway.metrics_page()
         return web.Response(
             status=result.status, body=result.body, headers={"Content-Type": result.content_type}
         )
