@@ -51,6 +51,9 @@ class GatewayProcess:
             }
         )
         command = [sys.executable, "-m", "llm_edge_agent", "serve", *args]
+        engine = os.environ.get("LLM_EDGE_TEST_ENGINE")
+        if engine:
+            command += ["--engine", engine]
         if self.config_path:
             command += ["--config", self.config_path]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from . import __version__
-from .config import Config, find_config_path, load_config
+from .config import ENGINES, Config, find_config_path, load_config
 from .errors import ConfigError
 
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="listen address (default 0.0.0.0, env HOST)")
         p.add_argument("--port", type=int, help="listen port (default 8080, env PORT)")
         p.add_argument("--workers", type=int, help="worker processes (default 1, env WORKERS)")
+        p.add_argument("--engine", choices=ENGINES, help="HTTP server engine (default granian)")
     check = sub.add_parser("check-config", help="validate a config file and print the result")
     check.add_argument("file", metavar="FILE")
     return parser
@@ -43,6 +44,8 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
         if args.workers < 1:
             raise ConfigError("--workers", f"must be >= 1, got {args.workers}")
         server = replace(server, workers=args.workers)
+    if args.engine:
+        server = replace(server, engine=args.engine)
     return replace(config, server=server)
 
 
@@ -51,7 +54,8 @@ def describe(config: Config) -> str:
     lines = [f"config: {config.source or '(environment only)'}: OK"]
     s = config.server
     lines.append(
-        f"server: {s.host}:{s.port} workers={s.workers} metrics_port={s.metrics_port or 'off'}"
+        f"server: {s.host}:{s.port} engine={s.engine} workers={s.workers} "
+        f"metrics_port={s.metrics_port or 'off'}"
     )
     lines.append(f"providers ({len(config.providers)}):")
     if not config.providers:

@@ -79,6 +79,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "text")
+ENGINES = ("granian", "aiohttp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class ServerConfig:
     workers: int = 1
     metrics_port: int = DEFAULT_METRICS_PORT
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    engine: str = "granian"
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +372,10 @@ def _parse_server(t: _Table) -> ServerConfig:
         workers=t.get("workers", int, d.workers),
         metrics_port=t.get("metrics_port", int, d.metrics_port),
         drain_timeout_s=t.get("drain_timeout_s", float, d.drain_timeout_s),
+        engine=t.get("engine", str, d.engine),
     )
+    if c.engine not in ENGINES:
+        raise ConfigError(t._path("engine"), f"unknown engine {c.engine!r} (granian or aiohttp)")
     t.finish()
     return c
 

@@ -301,3 +301,41 @@ def test_hostile_input_never_takes_the_worker_down(
     assert response.headers["x-request-id"] != "x" * 5000
     assert httpx.get(f"{gateway.url}/health/live").status_code == 200
     assert gateway.process.poll() is None
+
+
+def test_full_bulkhead_fails_fast_with_503_and_recovers(upstream: FakeUpstream) -> None:
+    gateway = GatewayProcess(
+        f"""
+[[providers]]
+name = "narrow"
+type = "openai_compatible"
+base_url = "{upstream.url}"
+models = ["*"]
+max_concurrency = 1
+"""
+    )
+    try:
+        upstream.push(Reply(delay_s=1.0))
+        with httpx.Client(timeout=10) as slow_client:
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                slow = pool.submit(post, gateway, {"model": "gpt-4o", "messages": USER})
+                assert upstream.wait_for(lambda: len(upstream.requests) == 1)
+                started = httpx.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    json={"model": "gpt-4o", "messages": USER},
+                    timeout=10,
+                )
+                error = assert_error(started, 503)
+                assert "max_concurrency" in error["message"]
+                assert slow.result().status_code == 200
+            assert (
+                slow_client.post(
+                    f"{gateway.url}/v1/chat/completions", json={"model": "gpt-4o", "messages": USER}
+                ).status_code
+                == 200
+            )
+        assert len(upstream.requests) == 2
+    finally:
+        gateway.cleanup()

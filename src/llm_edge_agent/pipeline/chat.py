@@ -7,6 +7,7 @@ client-caused upstream 4xx is the client's answer and stops the loop.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -95,6 +96,11 @@ class ChatPipeline:
             self._metrics.active_dec()
             self._finish(ctx, request, error.status, None, None, error)
             return error_response(error, ctx.response_headers())
+        except asyncio.CancelledError:
+            # The client left while the answer was being fetched (or the worker stops).
+            self._metrics.active_dec()
+            self._finish(ctx, request, CLIENT_CLOSED, None, None, None)
+            raise
 
     # ------------------------------------------------------------------ non-streaming
 

@@ -8,7 +8,6 @@ as bytes: only events that may carry usage, a finish reason or an error are look
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,26 @@ from .http_errors import error_for_status
 
 DONE_EVENT = b"data: [DONE]\n\n"
 # What makes an event worth parsing: a usage object, a finish reason, an error, the end.
-_NOTABLE = re.compile(rb'\[DONE\]|"finish_reason":\s*"|"usage":\s*\{|"error"\s*:')
+# Plain substring tests (compact and spaced JSON): a regex alternation is ~10x slower.
+_MARKERS = (
+    b"[DONE]",
+    b'"finish_reason":"',
+    b'"finish_reason": "',
+    b'"usage":{',
+    b'"usage": {',
+    b'"error":',
+    b'"error": ',
+)
+
+
+def _marker_positions(block: bytes) -> list[int]:
+    positions = []
+    for marker in _MARKERS:
+        at = block.find(marker)
+        while at >= 0:
+            positions.append(at)
+            at = block.find(marker, at + 1)
+    return positions
 
 
 def usage_from_openai(usage: Any) -> TokenUsage | None:
@@ -181,15 +199,24 @@ class PassthroughStream:
         return out
 
     def _events(self, block: bytes) -> bytes:
-        if _NOTABLE.search(block) is None:
+        """Complete events in, client bytes out; only events holding a marker are parsed."""
+        hits = sorted(_marker_positions(block))
+        if not hits:
             return block
-        kept: list[bytes] = []
-        for event in block.split(b"\n\n"):
-            if not event:
-                continue
-            if self._inspect(event):
-                kept.append(event)
-        return b"\n\n".join(kept) + b"\n\n" if kept else b""
+        out: list[bytes] = []
+        done = 0  # block[:done] is handled
+        for position in hits:
+            if position < done:
+                continue  # a second marker in an event already looked at
+            start = block.rfind(b"\n\n", done, position)
+            start = done if start < 0 else start + 2
+            end = block.find(b"\n\n", position) + 2  # the block ends with a blank line
+            out.append(block[done:start])
+            if self._inspect(block[start : end - 2]):
+                out.append(block[start:end])
+            done = end
+        out.append(block[done:])
+        return b"".join(out)
 
     def _inspect(self, event: bytes) -> bool:
         """Look at one event; False drops it."""
@@ -199,8 +226,6 @@ class PassthroughStream:
         if data == b"[DONE]":
             self.ended = True
             self.complete = True
-            return True
-        if _NOTABLE.search(data) is None:
             return True
         try:
             chunk = orjson.loads(data)

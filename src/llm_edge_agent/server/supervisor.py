@@ -56,6 +56,10 @@ def serve(config: Config) -> int:
                 "client authentication is OFF: anyone who can reach this port can use the "
                 "configured providers; set [auth] api_keys to require keys"
             )
+        if config.server.engine == "granian":
+            from .rsgi import serve_granian
+
+            return serve_granian(config)
         if config.server.workers == 1:
             return run_worker(config, 0)
         return Supervisor(config).run()

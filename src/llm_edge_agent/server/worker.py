@@ -17,7 +17,8 @@ from aiohttp import web
 from ..config import Config
 from ..observability.logs import get_logger, setup_logging
 from ..pipeline.gateway import Gateway
-from .app import create_metrics_server, create_server
+from .aiohttp_engine import create_server, start_metrics_listener
+from .dispatch import Dispatcher
 
 EXIT_STARTUP_FAILED = 3
 PARENT_CHECK_INTERVAL_S = 1.0
@@ -34,25 +35,16 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
     gateway = Gateway(config)
     await gateway.start()
     s = config.server
-    runner = web.ServerRunner(create_server(gateway), shutdown_timeout=s.drain_timeout_s)
+    runner = web.ServerRunner(
+        create_server(Dispatcher(gateway)), shutdown_timeout=s.drain_timeout_s
+    )
     await runner.setup()
     metrics_runner: web.ServerRunner | None = None
     try:
         site = web.TCPSite(runner, s.host, s.port, reuse_port=s.workers > 1, backlog=LISTEN_BACKLOG)
         await site.start()
         if index == 0 and s.metrics_port and config.observability.enable_metrics:
-            metrics_runner = web.ServerRunner(create_metrics_server(gateway))
-            await metrics_runner.setup()
-            try:
-                await web.TCPSite(metrics_runner, s.host, s.metrics_port, reuse_port=False).start()
-            except OSError as exc:
-                log.warning(
-                    f"metrics listener could not bind port {s.metrics_port}: {exc.strerror}; "
-                    "/metrics is still served on the main port",
-                    extra={"fields": {"metrics_port": s.metrics_port}},
-                )
-                await metrics_runner.cleanup()
-                metrics_runner = None
+            metrics_runner = await start_metrics_listener(gateway, s.host, s.metrics_port)
     except OSError as exc:
         log.error(
             f"cannot listen on {s.host}:{s.port}: {exc.strerror}",

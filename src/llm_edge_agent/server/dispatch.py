@@ -1,0 +1,134 @@
+"""Request dispatch shared by every HTTP server engine: (method, path) to a gateway endpoint.
+
+An engine adapter (``aiohttp_engine``, ``rsgi``) turns its request into a ``Body`` and a
+header mapping, calls ``Dispatcher.handle`` and writes the ``Response`` or
+``StreamingResponse`` it gets back. Nothing here imports a server framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from ..errors import GatewayError, NotFoundError
+from ..observability.logs import get_logger
+from ..pipeline.context import RequestContext, request_ids
+from ..pipeline.gateway import Gateway
+from ..pipeline.responses import Response, StreamingResponse, error_response
+
+UNIMPLEMENTED = frozenset(
+    {
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/v1/completions",
+    }
+)
+
+
+class Body(Protocol):
+    """The request body as an engine provides it."""
+
+    content_length: int | None
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body; raise ``PayloadTooLargeError`` past ``limit`` bytes."""
+        ...
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+Result = Response | StreamingResponse
+Handler = Callable[[str, RequestContext, Body], Awaitable[Result]]
+
+
+class Dispatcher:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._ids = request_ids()
+        chat = self._chat
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/v1/chat/completions": {"POST": chat},
+            "/chat/completions": {"POST": chat},
+            "/v1/models": {"GET": self._models},
+            "/models": {"GET": self._models},
+            "/health": {"GET": self._health},
+            "/health/ready": {"GET": self._ready},
+            "/health/live": {"GET": self._live},
+            "/metrics": {"GET": self._metrics},
+        }
+
+    def __repr__(self) -> str:
+        return f"Dispatcher({self.gateway!r})"
+
+    async def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: Body
+    ) -> Result:
+        ctx = RequestContext(headers, self._ids)
+        try:
+            methods = self._routes.get(path)
+            if methods is None:
+                methods = self._dynamic(path)
+            handler = methods.get(method)
+            if handler is None:
+                if method == "HEAD" and "GET" in methods:
+                    handler = methods["GET"]
+                else:
+                    raise MethodNotAllowed(
+                        f"{method} is not allowed on {path}; use {', '.join(sorted(methods))}"
+                    )
+            return await handler(path, ctx, body)
+        except GatewayError as error:
+            return self.gateway.reject(ctx, error)
+        except Exception:
+            get_logger().exception(
+                "unhandled error", extra={"fields": {"request_id": ctx.request_id}}
+            )
+            return error_response(
+                GatewayError(
+                    f"internal gateway error; see the gateway log for request {ctx.request_id}"
+                ),
+                ctx.response_headers(),
+            )
+
+    def _dynamic(self, path: str) -> dict[str, Handler]:
+        for prefix in ("/v1/models/", "/models/"):
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return {"GET": self._models}
+        if path in UNIMPLEMENTED:
+            raise NotFoundError(
+                f"{path} is not available in this version of llm-edge-agent",
+                code="unknown_endpoint",
+            )
+        raise NotFoundError(f"no endpoint at {path}", code="unknown_endpoint")
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def _chat(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        gateway = self.gateway
+        gateway.authenticate(ctx)
+        gateway.check_size(body.content_length)
+        raw = await body.read(gateway.max_body_bytes)
+        return await gateway.chat_completions(ctx, raw)
+
+    async def _models(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        self.gateway.authenticate(ctx)
+        model_id = path.split("/models/", 1)[1] if "/models/" in path else None
+        return self.gateway.models(ctx, model_id)
+
+    async def _health(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        return self.gateway.health()
+
+    async def _ready(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        return self.gateway.ready()
+
+    async def _live(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        return self.gateway.live()
+
+    async def _metrics(self, path: str, ctx: RequestContext, body: Body) -> Result:
+        return await self.gateway.metrics_page()
