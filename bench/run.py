@@ -10,7 +10,8 @@ through it, then measure
   * latency at a fixed open-loop rate with bench/rate.py, directly against the upstream
     and through the target, interleaved, so that added = target - direct (p50, p99),
     for non-streaming requests (whole response) and streaming (time to first byte),
-  * the target's RSS after the run (VmRSS summed over its process tree),
+  * the target's RSS after the run (VmRSS summed over its process tree, and the
+    largest single process: the worker),
 then stop it and print a markdown report: machine, versions, commands and the table.
 
 The load generators run on the same core as the upstream, which is much cheaper per
@@ -110,7 +111,7 @@ enabled = {cache}
 """
 
 
-def gateway(name: str, cache: bool, description: str) -> Target:
+def gateway(name: str, cache: bool, description: str, engine: str = "granian") -> Target:
     config_name = f"{name}.toml"
 
     def prepare(ctx: TargetContext) -> None:
@@ -129,6 +130,8 @@ def gateway(name: str, cache: bool, description: str) -> Target:
             str(ctx.port),
             "--workers",
             "1",
+            "--engine",
+            engine,
         ]
 
     return Target(
@@ -136,7 +139,8 @@ def gateway(name: str, cache: bool, description: str) -> Target:
         description=description,
         command=command,
         prepare=prepare,
-        env={"METRICS_PORT": "0", "LOG_LEVEL": "warning"},
+        # Request log lines on (the default): their cost is part of the gateway's.
+        env={"METRICS_PORT": "0", "LOG_LEVEL": "info"},
         fixed_prompt=cache,
     )
 
@@ -158,11 +162,17 @@ TARGETS: dict[str, Target] = {
         gateway(
             "gateway", cache=False, description="llm_edge_agent, cache off (every request a miss)"
         ),
+        gateway(
+            "gateway-aiohttp",
+            cache=False,
+            engine="aiohttp",
+            description="llm_edge_agent on the aiohttp.web engine, cache off",
+        ),
         # Same prompt every request with the cache on: after the first, L1 hits.
         gateway("gateway-cached", cache=True, description="llm_edge_agent, cache on, L1 hits"),
     )
 }
-DEFAULT_TARGETS = "aiohttp,granian,uvicorn,gateway"
+DEFAULT_TARGETS = "aiohttp,granian,uvicorn,gateway,gateway-aiohttp"
 
 
 # --------------------------------------------------------------------------- processes
@@ -316,15 +326,15 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS of pid and all its descendants, in MiB."""
-    total_kib = 0
+def rss_mib(pid: int) -> tuple[float, float]:
+    """VmRSS of pid and all its descendants, and of the largest one (a worker), in MiB."""
+    sizes = []
     for p in process_tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-    return total_kib / 1024
+                    sizes.append(int(line.split()[1]))
+    return sum(sizes) / 1024, max(sizes, default=0) / 1024
 
 
 # --------------------------------------------------------------------------- load
@@ -430,6 +440,7 @@ class TargetResult:
     via: dict[str, Any] = field(default_factory=dict)
     via_stream: dict[str, Any] = field(default_factory=dict)
     rss_mib: float | None = None
+    rss_max_mib: float | None = None
     # Upstream calls per request through the target in the non-streaming wrk run:
     # 1.0 for a proxy, below 1 when a cache answers.
     upstream_share: float | None = None
@@ -448,6 +459,7 @@ class TargetResult:
             "rps": self.wrk.get("rps"),
             "rps_stream": self.wrk_stream.get("rps"),
             "rss_mib": self.rss_mib,
+            "rss_max_mib": self.rss_max_mib,
             "upstream_share": self.upstream_share,
         }
         for p in ("p50", "p99"):
@@ -512,7 +524,7 @@ def bench_target(
         result.via = run_rate(cfg, base + CHAT_PATH, False, fixed)
         result.direct_stream = run_rate(cfg, direct, True, fixed)
         result.via_stream = run_rate(cfg, base + CHAT_PATH, True, fixed)
-        result.rss_mib = rss_mib(proc.pid)
+        result.rss_mib, result.rss_max_mib = rss_mib(proc.pid)
     except (BenchError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
         result.error = str(exc)
         log(f"[{target.name} #{round_no}] FAILED: {exc}")
@@ -609,7 +621,7 @@ def report(
     lines += [
         "",
         "| target | non-stream req/s | stream req/s | added p50 ms | added p99 ms "
-        "| stream TTFB added p50/p99 ms | RSS MiB |",
+        "| stream TTFB added p50/p99 ms | RSS MiB (all / largest process) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for n in names:
@@ -621,7 +633,7 @@ def report(
             f"| {n} | {fmt(m['rps'], 0)} | {fmt(m['rps_stream'], 0)} "
             f"| {fmt(m['added_p50'])} | {fmt(m['added_p99'])} "
             f"| {fmt(m['added_ttfb_p50'])} / {fmt(m['added_ttfb_p99'])} "
-            f"| {fmt(m['rss_mib'], 1)} |"
+            f"| {fmt(m['rss_mib'], 1)} / {fmt(m['rss_max_mib'], 1)} |"
         )
     lines += [
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -289,3 +290,26 @@ def test_cli_flags_and_python_m_entry_point(upstream: FakeUpstream, backup: Fake
         gateway.cleanup()
     result = run_cli("--version")
     assert result.returncode == 0 and "llm-edge-agent" in result.stdout
+
+
+def test_port_in_use_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    config = tmp_path / "c.toml"
+    config.write_text('[[providers]]\nname = "m"\ntype = "mock"\nmodels = ["*"]\n')
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        engine = os.environ.get("LLM_EDGE_TEST_ENGINE", "granian")
+        result = run_cli(
+            "serve",
+            "--config",
+            str(config),
+            "--engine",
+            engine,
+            env={"HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": "0"},
+        )
+    assert result.returncode != 0
+    assert "cannot listen on" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

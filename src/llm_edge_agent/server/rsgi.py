@@ -162,4 +162,11 @@ def serve_granian(config: Config) -> int:
         server.serve(target_loader=load, wrap_loader=False)  # type: ignore[arg-type]
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except RuntimeError as exc:  # granian's bind errors carry a Rust backtrace: keep line 1
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        get_logger().error(
+            f"cannot listen on {s.host}:{s.port}: {reason}",
+            extra={"fields": {"host": s.host, "port": s.port}},
+        )
+        return 1
     return 0
