@@ -7,7 +7,6 @@ batch, not per request. Records never hold keys, and prompt text only when asked
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -17,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from .batching import FlushTimer
 
 FLUSH_INTERVAL_S = 0.2
 MAX_BUFFER_BYTES = 64 * 1024
@@ -64,7 +65,7 @@ class AccessLog:
         self._fd = fd
         self._buf: list[bytes] = []
         self._size = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self._timer = FlushTimer(FLUSH_INTERVAL_S, self.flush)
         self._clock = _Clock()
 
     def __repr__(self) -> str:
@@ -79,18 +80,11 @@ class AccessLog:
         self._size += len(line)
         if self._size >= MAX_BUFFER_BYTES:
             self.flush()
-        elif self._handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
-            self._handle = loop.call_later(FLUSH_INTERVAL_S, self.flush)
+        else:
+            self._timer.schedule()
 
     def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._timer.cancel()
         if not self._buf:
             return
         data = b"".join(self._buf)

@@ -22,6 +22,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..pricing import TokenUsage
+from .batching import FlushTimer
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_MODEL_LABELS = 500
@@ -105,7 +106,7 @@ class Metrics:
         self._histograms: dict[Any, list[float]] = {}
         self._active = 0
         self._active_written = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self._timer = FlushTimer(FLUSH_INTERVAL_S, self.flush)
         for tier in ("l1", "l2"):
             self.cache_hits.labels(tier)
             self.cache_misses.labels(tier)
@@ -129,18 +130,9 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def _schedule(self) -> None:
-        if self._handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
-            self._handle = loop.call_later(FLUSH_INTERVAL_S, self.flush)
-
     def _add(self, metric: Any, amount: float, *labels: str) -> None:
         self._counts[self._child(metric, *labels)] += amount
-        self._schedule()
+        self._timer.schedule()
 
     def _observe(self, metric: Any, value: float, *labels: str) -> None:
         child = self._child(metric, *labels)
@@ -150,13 +142,11 @@ class Metrics:
         pending[0] += value
         # Multiprocess histograms store per-bucket counts; the collector accumulates them.
         pending[1 + bisect.bisect_left(child._upper_bounds, value)] += 1
-        self._schedule()
+        self._timer.schedule()
 
     def flush(self) -> None:
         """Write the pending sums to the shared files."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._timer.cancel()
         counts, self._counts = self._counts, defaultdict(float)
         for child, amount in counts.items():
             child.inc(amount)
@@ -212,11 +202,11 @@ class Metrics:
 
     def active_inc(self) -> None:
         self._active += 1
-        self._schedule()
+        self._timer.schedule()
 
     def active_dec(self) -> None:
         self._active -= 1
-        self._schedule()
+        self._timer.schedule()
 
 
 class NullMetrics(Metrics):

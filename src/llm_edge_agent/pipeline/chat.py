@@ -32,6 +32,7 @@ from .context import RequestContext
 from .responses import Response, StreamingResponse, error_response, sse_error_event
 from .runtime import ProviderRuntime
 
+COST_DECIMALS = 12
 CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
 
 
@@ -273,11 +274,11 @@ class ChatPipeline:
     def _cost(self, reported: Any, model: str, usage: TokenUsage | None) -> float | None:
         if usage is None:
             return None
-        if isinstance(reported, str) and reported:
-            cost = self._pricing.cost(reported, usage)
-            if cost is not None:
-                return cost
-        return self._pricing.cost(model, usage)
+        cost = self._pricing.cost(reported, usage) if isinstance(reported, str) else None
+        if cost is None:
+            cost = self._pricing.cost(model, usage)
+        # Sums of per-token prices carry float noise (6.5999999999999995e-06).
+        return None if cost is None else round(cost, COST_DECIMALS)
 
     def _finish(
         self,

@@ -12,11 +12,10 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
-from ..errors import PayloadTooLargeError
 from ..observability.logs import get_logger
 from ..pipeline.gateway import Gateway
 from ..pipeline.responses import SSE, StreamingResponse
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, read_limited
 
 SSE_HEADERS = {"Content-Type": SSE, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -32,16 +31,7 @@ class AiohttpBody:
         content = self._request.content
         if self.content_length is not None:
             return await content.read()  # the parser stops at Content-Length
-        parts: list[bytes] = []
-        size = 0
-        while chunk := await content.readany():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(
-                    f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
-                )
-            parts.append(chunk)
-        return b"".join(parts)
+        return await read_limited(content.iter_any(), limit)
 
 
 class HttpHandler:

@@ -7,10 +7,10 @@ header mapping, calls ``Dispatcher.handle`` and writes the ``Response`` or
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Protocol
 
-from ..errors import GatewayError, NotFoundError
+from ..errors import GatewayError, NotFoundError, PayloadTooLargeError
 from ..observability.logs import get_logger
 from ..pipeline.context import RequestContext, request_ids
 from ..pipeline.gateway import Gateway
@@ -35,6 +35,20 @@ class Body(Protocol):
     async def read(self, limit: int) -> bytes:
         """The whole body; raise ``PayloadTooLargeError`` past ``limit`` bytes."""
         ...
+
+
+async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """A body of unknown length (chunked), cut off with a 413 past ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
+            )
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class MethodNotAllowed(GatewayError):

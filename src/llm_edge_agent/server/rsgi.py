@@ -15,11 +15,10 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from ..config import Config
-from ..errors import PayloadTooLargeError
 from ..observability.logs import get_logger, setup_logging
 from ..pipeline.gateway import Gateway
 from ..pipeline.responses import SSE, StreamingResponse
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, read_limited
 
 SSE_HEADERS = [("content-type", SSE), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]
 
@@ -36,16 +35,7 @@ class RsgiBody:
         if self.content_length is not None:
             body: bytes = await self._proto()
             return body
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self._proto:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(
-                    f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
-                )
-            parts.append(chunk)
-        return b"".join(parts)
+        return await read_limited(self._proto, limit)
 
 
 class RsgiApp:
