@@ -6,6 +6,7 @@ untouched; ``ChatRequest`` only lifts out what the gateway itself needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -21,11 +22,16 @@ MAX_MODEL_CHARS = 256
 class ChatRequest:
     """A validated chat completion request."""
 
-    __slots__ = ("body", "include_usage", "model", "raw", "stream")
+    __slots__ = ("body", "headers", "include_usage", "model", "raw", "stream")
 
-    def __init__(self, body: dict[str, Any], raw: bytes) -> None:
+    def __init__(
+        self, body: dict[str, Any], raw: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.body = body
         self.raw = raw
+        # The client's request headers (lower-case names), for the few a provider honours
+        # (e.g. ``anthropic-beta``); never forwarded wholesale.
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.model: str = body["model"]
         self.stream: bool = bool(body.get("stream"))
         options = body.get("stream_options")
@@ -47,10 +53,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_chat_request(raw: bytes, headers: Mapping[str, str] | None = None) -> ChatRequest:
     body = parse_json_object(raw)
     validate_chat_body(body)
-    return ChatRequest(body, raw)
+    return ChatRequest(body, raw, headers)
 
 
 def _bad(param: str, message: str) -> InvalidRequestError:

@@ -85,7 +85,7 @@ class ChatPipeline:
         self._metrics.active_inc()
         request: ChatRequest | None = None
         try:
-            request = parse_chat_request(raw)
+            request = parse_chat_request(raw, ctx.headers)
             ctx.model = request.model
             ctx.cache_status = self._cache_status
             targets = self._router.resolve(request.model, ctx.headers.get("x-llm-edge-provider"))
