@@ -46,6 +46,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    query: str = ""
 
 
 def completion(request: dict[str, Any], content: str | None = None) -> dict[str, Any]:
@@ -189,6 +190,7 @@ class FakeUpstream:
                 request.path,
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
+                request.query_string,
             )
         )
         reply = self._replies.popleft() if self._replies else Reply()

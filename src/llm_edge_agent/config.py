@@ -108,6 +108,7 @@ class ProviderConfig:
     # type-specific
     api_version: str | None = None
     deployment: str | None = None
+    ad_token: str | None = field(default=None, repr=False)
     region: str | None = None
     latency_ms: float = 0.0
     fail_rate: float = 0.0
@@ -261,7 +262,7 @@ def _interpolate(value: Any, env: Mapping[str, str], key: str) -> Any:
 # --------------------------------------------------------------------------- parsing
 
 
-_SECRET_KEYS = frozenset({"api_key", "api_keys", "url", "headers"})
+_SECRET_KEYS = frozenset({"api_key", "api_keys", "ad_token", "url", "headers"})
 
 
 class _Table:
@@ -410,6 +411,7 @@ def _parse_provider(t: _Table) -> ProviderConfig:
         headers=dict(headers.data),
         api_version=t.opt("api_version", str),
         deployment=t.opt("deployment", str),
+        ad_token=t.opt("ad_token", str) or None,
         region=t.opt("region", str),
         latency_ms=t.get("latency_ms", float, d.latency_ms),
         fail_rate=t.get("fail_rate", float, d.fail_rate),
@@ -621,6 +623,14 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
                     models=ENV_PROVIDER_MODELS.get(ptype, ()),
                 )
             )
+    ad_token = env.get("AZURE_OPENAI_AD_TOKEN")
+    if ad_token:
+        index = next((i for i, p in enumerate(providers) if p.type == "azure"), None)
+        if index is None:
+            raise ConfigError(
+                "AZURE_OPENAI_AD_TOKEN", "needs an azure provider (AZURE_OPENAI_ENDPOINT)"
+            )
+        providers[index] = replace(providers[index], ad_token=ad_token)
     aws = env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
     if aws and not any(p.type == "bedrock" for p in providers):
         providers.append(

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import DEFAULT_BASE_URLS, ProviderConfig
+from ..providers.azure import AzureTranslator
 from ..providers.base import Translator
 from ..providers.openai import OpenAITranslator
 from ..upstream.base import Timeouts, Transport
 from ..upstream.mock import MockTransport
 
-OPENAI_DIALECT = frozenset({"openai", "openai_compatible", "vllm", "ollama", "together", "mock"})
+OPENAI_DIALECT = frozenset(
+    {"openai", "openai_compatible", "vllm", "ollama", "together", "mock", "azure"}
+)
 MOCK_BASE_URL = "http://mock.invalid/v1"
 
 
@@ -74,10 +77,23 @@ def build_runtime(
             unsupported=f"provider type {config.type!r} is not supported by this version yet",
         )
     if config.type == "mock":
-        translator = OpenAITranslator(config.name, MOCK_BASE_URL, None)
-        transport: Transport = MockTransport(config.name, config.latency_ms, config.fail_rate)
-        return ProviderRuntime(config, translator, transport)
-    translator = OpenAITranslator(config.name, base_url_for(config), config.api_key, config.headers)
+        mock = MockTransport(config.name, config.latency_ms, config.fail_rate)
+        return ProviderRuntime(config, OpenAITranslator(config.name, MOCK_BASE_URL, None), mock)
+    translator: Translator
+    if config.type == "azure":
+        translator = AzureTranslator(
+            config.name,
+            config.base_url,
+            config.api_key,
+            api_version=config.api_version,
+            deployment=config.deployment,
+            ad_token=config.ad_token,
+            extra_headers=config.headers,
+        )
+    else:
+        translator = OpenAITranslator(
+            config.name, base_url_for(config), config.api_key, config.headers
+        )
     runtime = ProviderRuntime(config, translator, None)
     runtime.transport = http_transport(config.name, runtime.timeouts)
     return runtime

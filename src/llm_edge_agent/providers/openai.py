@@ -103,7 +103,10 @@ class OpenAITranslator:
         self._headers = headers
 
     def __repr__(self) -> str:
-        return f"OpenAITranslator({self.name!r}, {self.chat_url!r})"
+        return f"{type(self).__name__}({self.name!r}, {self.chat_url!r})"
+
+    def url_for(self, model: str) -> str:
+        return self.chat_url
 
     def encode_chat(self, request: ChatRequest, model: str) -> UpstreamRequest:
         body = request.raw
@@ -118,7 +121,7 @@ class OpenAITranslator:
                 body = orjson.dumps({**request.body, "model": model})
         elif model != request.model:
             body = orjson.dumps({**request.body, "model": model})
-        return UpstreamRequest("POST", self.chat_url, self._headers, body)
+        return UpstreamRequest("POST", self.url_for(model), self._headers, body)
 
     def decode_chat(self, body: bytes) -> Completion:
         try:
