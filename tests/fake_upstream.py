@@ -75,6 +75,51 @@ def completion(request: dict[str, Any], content: str | None = None) -> dict[str,
     }
 
 
+def embeddings(request: dict[str, Any]) -> dict[str, Any]:
+    inputs = request.get("input")
+    items = (
+        inputs
+        if isinstance(inputs, list) and not all(isinstance(i, int) for i in inputs)
+        else [inputs]
+    )
+    dims = request.get("dimensions") or 3
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * dims}
+            for i in range(len(items))
+        ],
+        "model": request.get("model", "fake"),
+        "usage": {"prompt_tokens": 4 * len(items), "total_tokens": 4 * len(items)},
+    }
+
+
+def text_completion(request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 1700000000,
+        "model": request.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "text": f" after {request.get('prompt')}",
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+
+
+def default_answer(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    if path.endswith("/embeddings"):
+        return embeddings(request)
+    if path.endswith("/completions") and not path.endswith("/chat/completions"):
+        return text_completion(request)
+    return completion(request)
+
+
 def sse(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
@@ -203,7 +248,9 @@ class FakeUpstream:
             return await self._stream(request, reply, events)
         if reply.body is not None:
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-        payload = reply.json if reply.json is not None else completion(request_body)
+        payload = (
+            reply.json if reply.json is not None else default_answer(request.path, request_body)
+        )
         return web.Response(
             status=reply.status,
             body=orjson.dumps(payload),

@@ -84,17 +84,7 @@ def _check_int(body: dict[str, Any], name: str, lo: int) -> None:
 
 
 def validate_chat_body(body: dict[str, Any]) -> None:
-    model = body.get("model")
-    if model is None:
-        raise InvalidRequestError(
-            "'model' is required", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise _bad("model", "'model' must be a non-empty string")
-    if not model.isprintable() or len(model) > MAX_MODEL_CHARS:
-        raise _bad(
-            "model", f"'model' must be printable text of at most {MAX_MODEL_CHARS} characters"
-        )
+    _check_model(body)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequestError(
@@ -206,3 +196,73 @@ def _validate_tools(body: dict[str, Any]) -> None:
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             return
     raise _bad("tool_choice", "'tool_choice' must be none, auto, required or a named function")
+
+
+ENCODING_FORMATS = frozenset({"float", "base64"})
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value
+    )
+
+
+def _check_inputs(body: dict[str, Any], name: str) -> None:
+    """``input``/``prompt``: a string, strings, a token array, or token arrays; not empty."""
+    value = body.get(name)
+    if value is None:
+        raise InvalidRequestError(
+            f"'{name}' is required", param=name, code="missing_required_parameter"
+        )
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list) or not value:
+        raise _bad(name, f"'{name}' must be a string or a non-empty array")
+    if all(isinstance(v, str) for v in value) or _is_tokens(value):
+        return
+    if all(_is_tokens(v) and v for v in value):
+        return
+    raise _bad(name, f"'{name}' must be strings or arrays of token ids")
+
+
+def _check_model(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequestError(
+            "'model' is required", param="model", code="missing_required_parameter"
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("model", "'model' must be a non-empty string")
+    if not model.isprintable() or len(model) > MAX_MODEL_CHARS:
+        raise _bad(
+            "model", f"'model' must be printable text of at most {MAX_MODEL_CHARS} characters"
+        )
+
+
+def parse_embeddings_request(raw: bytes, headers: Mapping[str, str] | None = None) -> ChatRequest:
+    """``POST /v1/embeddings``: the same request object, never streamed."""
+    body = parse_json_object(raw)
+    _check_model(body)
+    _check_inputs(body, "input")
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ENCODING_FORMATS:
+        raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")
+    _check_int(body, "dimensions", 1)
+    if body.get("stream"):
+        raise _bad("stream", "embeddings cannot be streamed")
+    return ChatRequest(body, raw, headers)
+
+
+def parse_completions_request(raw: bytes, headers: Mapping[str, str] | None = None) -> ChatRequest:
+    """``POST /v1/completions`` (legacy text completions)."""
+    body = parse_json_object(raw)
+    _check_model(body)
+    _check_inputs(body, "prompt")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("stream", "'stream' must be a boolean")
+    _check_number(body, "temperature", 0, 2)
+    _check_number(body, "top_p", 0, 1)
+    _check_int(body, "n", 1)
+    _check_int(body, "max_tokens", 1)
+    return ChatRequest(body, raw, headers)

@@ -18,7 +18,7 @@ name = "fake"
 type = "openai_compatible"
 base_url = "{primary.url}"
 api_key = "{UPSTREAM_KEY}"
-models = ["gpt-*", "fake-*"]
+models = ["gpt-*", "fake-*", "text-embedding-*"]
 timeout_s = 1.5
 stream_idle_timeout_s = 1.5
 

@@ -22,8 +22,9 @@ from ..observability.metrics import CONTENT_TYPE, Metrics, NullMetrics
 from ..pricing import DEFAULT_PRICES, ModelPrice, PricingTable
 from ..routing import Router
 from ..upstream.base import Timeouts, Transport
-from .chat import ChatPipeline
 from .context import RequestContext
+from .executor import Pipeline
+from .operations import default_operations
 from .responses import Response, StreamingResponse, error_response
 from .runtime import ProviderRuntime, build_runtime
 
@@ -51,7 +52,7 @@ class Gateway:
         )
         self.max_body_bytes = config.limits.max_body_bytes
         self.runtimes: dict[str, ProviderRuntime] = {}
-        self.chat: ChatPipeline | None = None
+        self.pipelines: dict[str, Pipeline] = {}
         self._session: aiohttp.ClientSession | None = None
         self._models_body: bytes | None = None
 
@@ -74,15 +75,19 @@ class Gateway:
             self.metrics.set_available(runtime.name, runtime.usable)
             if runtime.unsupported:
                 log.warning(runtime.unsupported, extra={"fields": {"provider": runtime.name}})
-        self.chat = ChatPipeline(
-            self.router,
-            self.runtimes,
-            self.pricing,
-            self.metrics,
-            self.access_log,
-            cache_enabled=self.config.cache.enabled,
-            log_prompts=self.config.observability.log_prompts,
-        )
+        self.pipelines = {
+            name: Pipeline(
+                operation,
+                self.router,
+                self.runtimes,
+                self.pricing,
+                self.metrics,
+                self.access_log,
+                cache_enabled=self.config.cache.enabled,
+                log_prompts=self.config.observability.log_prompts,
+            )
+            for name, operation in default_operations().items()
+        }
 
     async def close(self) -> None:
         self.access_log.flush()
@@ -128,11 +133,13 @@ class Gateway:
     def authenticate(self, ctx: RequestContext) -> None:
         ctx.tenant = self.authenticator.authenticate(ctx.headers)
 
-    async def chat_completions(
-        self, ctx: RequestContext, raw: bytes
+    async def forward(
+        self, endpoint: str, ctx: RequestContext, raw: bytes
     ) -> Response | StreamingResponse:
-        assert self.chat is not None, "Gateway.start() was not awaited"
-        return await self.chat.handle(ctx, raw)
+        """Chat completions, embeddings or legacy completions, through the pipeline."""
+        pipeline = self.pipelines.get(endpoint)
+        assert pipeline is not None, "Gateway.start() was not awaited"
+        return await pipeline.handle(ctx, raw)
 
     def models(self, ctx: RequestContext, model_id: str | None = None) -> Response:
         listed = self._listed_models()

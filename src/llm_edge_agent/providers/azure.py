@@ -17,7 +17,7 @@ from urllib.parse import quote
 import orjson
 
 from ..errors import UpstreamClientError, UpstreamError
-from .openai import OpenAITranslator
+from .openai import CHAT, OpenAITranslator
 
 DEFAULT_API_VERSION = "2024-10-21"
 MAX_CACHED_URLS = 1024
@@ -52,17 +52,20 @@ class AzureTranslator(OpenAITranslator):
         elif api_key:
             self._headers["api-key"] = api_key
         self._prefix = f"{endpoint.rstrip('/')}/openai/deployments/"
-        self._suffix = f"/chat/completions?api-version={api_version or DEFAULT_API_VERSION}"
+        self._query = f"?api-version={api_version or DEFAULT_API_VERSION}"
+        self._suffix = f"/chat/completions{self._query}"
         self._deployment = deployment
         self._urls: dict[str, str] = {}
         self.chat_url = f"{self._prefix}{deployment or '{model}'}{self._suffix}"  # for repr
 
-    def url_for(self, model: str) -> str:
-        url = self._urls.get(model)
+    def url_for(self, model: str, endpoint: str = CHAT) -> str:
+        key = f"{endpoint} {model}"
+        url = self._urls.get(key)
         if url is None:
-            url = f"{self._prefix}{quote(self._deployment or model, safe='')}{self._suffix}"
+            deployment = quote(self._deployment or model, safe="")
+            url = f"{self._prefix}{deployment}/{endpoint}{self._query}"
             if len(self._urls) < MAX_CACHED_URLS:
-                self._urls[model] = url
+                self._urls[key] = url
         return url
 
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

@@ -20,6 +20,9 @@ from .base import Completion, UpstreamRequest
 from .http_errors import error_for_status
 
 DONE_EVENT = b"data: [DONE]\n\n"
+CHAT = "chat/completions"
+EMBEDDINGS = "embeddings"
+COMPLETIONS = "completions"
 # What makes an event worth parsing: a usage object, a finish reason, an error, the end.
 # Plain substring tests (compact and spaced JSON): a regex alternation is ~10x slower.
 _MARKERS = (
@@ -87,6 +90,8 @@ def error_message(body: bytes) -> tuple[str | None, str | None, str | None]:
 
 
 class OpenAITranslator:
+    operations = frozenset({EMBEDDINGS, COMPLETIONS})
+
     def __init__(
         self,
         name: str,
@@ -95,6 +100,7 @@ class OpenAITranslator:
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        self.base_url = base_url
         self.chat_url = f"{base_url}/chat/completions"
         headers = {"content-type": "application/json"}
         if api_key:
@@ -105,10 +111,14 @@ class OpenAITranslator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.chat_url!r})"
 
-    def url_for(self, model: str) -> str:
-        return self.chat_url
+    def url_for(self, model: str, endpoint: str = CHAT) -> str:
+        return self.chat_url if endpoint == CHAT else f"{self.base_url}/{endpoint}"
 
     def encode_chat(self, request: ChatRequest, model: str) -> UpstreamRequest:
+        return self.encode_operation(CHAT, request, model)
+
+    def encode_operation(self, kind: str, request: ChatRequest, model: str) -> UpstreamRequest:
+        """The client's bytes with the upstream model name (and, for streams, usage on)."""
         body = request.raw
         if request.stream:
             options = request.body.get("stream_options")
@@ -121,7 +131,24 @@ class OpenAITranslator:
                 body = orjson.dumps({**request.body, "model": model})
         elif model != request.model:
             body = orjson.dumps({**request.body, "model": model})
-        return UpstreamRequest("POST", self.url_for(model), self._headers, body)
+        return UpstreamRequest("POST", self.url_for(model, kind), self._headers, body)
+
+    def decode_operation(self, kind: str, body: bytes) -> Completion:
+        """Embeddings (``data``) or legacy completions (``choices``)."""
+        if kind == CHAT:
+            return self.decode_chat(body)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"provider {self.name!r} returned a body that is not JSON", provider=self.name
+            ) from exc
+        field = "data" if kind == EMBEDDINGS else "choices"
+        if not isinstance(parsed, dict) or not isinstance(parsed.get(field), list):
+            raise UpstreamError(
+                f"provider {self.name!r} returned a malformed {kind} response", provider=self.name
+            )
+        return Completion(parsed, usage_from_openai(parsed.get("usage")))
 
     def decode_chat(self, body: bytes) -> Completion:
         try:

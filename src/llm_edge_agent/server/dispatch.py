@@ -16,15 +16,7 @@ from ..pipeline.context import RequestContext, request_ids
 from ..pipeline.gateway import Gateway
 from ..pipeline.responses import Response, StreamingResponse, error_response
 
-UNIMPLEMENTED = frozenset(
-    {
-        "/v1/embeddings",
-        "/v1/messages",
-        "/v1/messages/count_tokens",
-        "/v1/responses",
-        "/v1/completions",
-    }
-)
+UNIMPLEMENTED = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/responses"})
 
 
 class Body(Protocol):
@@ -65,10 +57,18 @@ class Dispatcher:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._ids = request_ids()
-        chat = self._chat
+        chat, embeddings, completions = (
+            self._forward("chat"),
+            self._forward("embeddings"),
+            self._forward("completions"),
+        )
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": chat},
             "/chat/completions": {"POST": chat},
+            "/v1/embeddings": {"POST": embeddings},
+            "/embeddings": {"POST": embeddings},
+            "/v1/completions": {"POST": completions},
+            "/completions": {"POST": completions},
             "/v1/models": {"GET": self._models},
             "/models": {"GET": self._models},
             "/health": {"GET": self._health},
@@ -123,12 +123,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ endpoints
 
-    async def _chat(self, path: str, ctx: RequestContext, body: Body) -> Result:
+    def _forward(self, endpoint: str) -> Handler:
         gateway = self.gateway
-        gateway.authenticate(ctx)
-        gateway.check_size(body.content_length)
-        raw = await body.read(gateway.max_body_bytes)
-        return await gateway.chat_completions(ctx, raw)
+
+        async def forward(path: str, ctx: RequestContext, body: Body) -> Result:
+            gateway.authenticate(ctx)
+            gateway.check_size(body.content_length)
+            raw = await body.read(gateway.max_body_bytes)
+            return await gateway.forward(endpoint, ctx, raw)
+
+        return forward
 
     async def _models(self, path: str, ctx: RequestContext, body: Body) -> Result:
         self.gateway.authenticate(ctx)

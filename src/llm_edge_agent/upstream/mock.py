@@ -102,6 +102,62 @@ def _usage(body: Mapping[str, Any], content: str, call: dict[str, Any] | None) -
     }
 
 
+DEFAULT_EMBEDDING_DIMENSIONS = 8
+
+
+def embeddings_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Deterministic unit-length vectors derived from each input's hash."""
+    inputs = body.get("input")
+    if isinstance(inputs, str) or (
+        isinstance(inputs, list) and inputs and isinstance(inputs[0], int)
+    ):
+        inputs = [inputs]
+    items = inputs if isinstance(inputs, list) else []
+    dims = body.get("dimensions") or DEFAULT_EMBEDDING_DIMENSIONS
+    data = []
+    tokens = 0
+    for i, item in enumerate(items):
+        text = item if isinstance(item, str) else orjson.dumps(item).decode()
+        tokens += _tokens(text)
+        seed = hashlib.sha256(text.encode()).digest()
+        raw = [(seed[j % len(seed)] - 127.5) for j in range(dims)]
+        norm = sum(x * x for x in raw) ** 0.5 or 1.0
+        vector = [round(x / norm, 6) for x in raw]
+        if body.get("encoding_format") == "base64":
+            import base64
+            import struct
+
+            encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+        else:
+            encoded = vector
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "mock"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def text_completion_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    prompt = body.get("prompt")
+    text = prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
+    content = f" This is a mock completion of: {' '.join(text.split())[:MAX_ECHO_CHARS]}"
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return {
+        "id": f"cmpl-mock-{digest[:20]}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", "mock"),
+        "choices": [{"index": 0, "text": content, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": _tokens(text),
+            "completion_tokens": _tokens(content),
+            "total_tokens": _tokens(text) + _tokens(content),
+        },
+    }
+
+
 def completion_body(body: Mapping[str, Any]) -> dict[str, Any]:
     content, call, digest = build_reply(body)
     n = body.get("n") or 1
@@ -229,13 +285,28 @@ class MockTransport:
         body = await self._prepare(request, timeouts)
         if body is None:
             return UpstreamResponse(500, _JSON_HEADERS, self._failure())
-        return UpstreamResponse(200, _JSON_HEADERS, orjson.dumps(completion_body(body)))
+        if request.url.endswith("/embeddings"):
+            answer = embeddings_body(body)
+        elif request.url.endswith("/chat/completions"):
+            answer = completion_body(body)
+        else:
+            answer = text_completion_body(body)
+        return UpstreamResponse(200, _JSON_HEADERS, orjson.dumps(answer))
 
     async def open_stream(self, request: UpstreamRequest, timeouts: Timeouts) -> MockStream:
         body = await self._prepare(request, timeouts)
         if body is None:
             return MockStream(500, _JSON_HEADERS, [self._failure()])
-        return MockStream(200, _SSE_HEADERS, stream_events(body))
+        if request.url.endswith("/chat/completions"):
+            return MockStream(200, _SSE_HEADERS, stream_events(body))
+        answer = text_completion_body(body)  # a legacy completion, streamed in one chunk
+        usage = answer.pop("usage")
+        events = [b"data: " + orjson.dumps(answer) + b"\n\n"]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(
+                b"data: " + orjson.dumps({**answer, "choices": [], "usage": usage}) + b"\n\n"
+            )
+        return MockStream(200, _SSE_HEADERS, [*events, b"data: [DONE]\n\n"])
 
     async def close(self) -> None:
         pass

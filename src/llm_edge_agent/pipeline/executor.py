@@ -1,4 +1,6 @@
-"""``POST /v1/chat/completions``: parse, route, call targets in order, answer, account.
+"""The request path for every endpoint that goes to a provider: parse, route, call targets
+in order, answer (JSON or a relayed stream), account. ``operations.py`` says what differs
+between chat completions, embeddings and legacy completions.
 
 The target loop is the seed of the resilience executor: a target that is unusable, full,
 unreachable or failing (5xx, 429, timeout, garbage) hands over to the next one; a
@@ -21,7 +23,7 @@ from ..errors import (
     UpstreamClientError,
     UpstreamError,
 )
-from ..models import ChatRequest, parse_chat_request
+from ..models import ChatRequest
 from ..observability.logs import AccessLog
 from ..observability.metrics import Metrics
 from ..pricing import PricingTable, TokenUsage
@@ -29,6 +31,7 @@ from ..providers.base import StreamDecoder
 from ..routing import Router, Target
 from ..upstream.base import UpstreamStream
 from .context import RequestContext
+from .operations import Operation
 from .responses import Response, StreamingResponse, error_response, sse_error_event
 from .runtime import ProviderRuntime
 
@@ -58,9 +61,10 @@ def deadline_s(headers: Mapping[str, str]) -> float | None:
     return ms / 1000.0
 
 
-class ChatPipeline:
+class Pipeline:
     def __init__(
         self,
+        operation: Operation,
         router: Router,
         runtimes: Mapping[str, ProviderRuntime],
         pricing: PricingTable,
@@ -70,6 +74,7 @@ class ChatPipeline:
         cache_enabled: bool,
         log_prompts: bool = False,
     ) -> None:
+        self._op = operation
         self._router = router
         self._runtimes = runtimes
         self._pricing = pricing
@@ -79,13 +84,13 @@ class ChatPipeline:
         self._log_prompts = log_prompts
 
     def __repr__(self) -> str:
-        return f"ChatPipeline({self._router!r})"
+        return f"Pipeline({self._op.path!r}, {self._router!r})"
 
     async def handle(self, ctx: RequestContext, raw: bytes) -> Response | StreamingResponse:
         self._metrics.active_inc()
         request: ChatRequest | None = None
         try:
-            request = parse_chat_request(raw, ctx.headers)
+            request = self._op.parse(raw, ctx.headers)
             ctx.model = request.model
             ctx.cache_status = self._cache_status
             targets = self._router.resolve(request.model, ctx.headers.get("x-llm-edge-provider"))
@@ -120,7 +125,7 @@ class ChatPipeline:
                 continue
             assert runtime.translator is not None
             assert runtime.transport is not None
-            upstream = runtime.translator.encode_chat(request, target.model)
+            upstream = self._op.encode(runtime.translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
             try:
@@ -144,7 +149,7 @@ class ChatPipeline:
                 last = self._attempt_failed(runtime, failure)
                 continue
             try:
-                completion = runtime.translator.decode_chat(response.body)
+                completion = self._op.decode(runtime.translator, response.body)
             except UpstreamError as error:
                 last = self._attempt_failed(runtime, error)
                 continue
@@ -181,7 +186,7 @@ class ChatPipeline:
                 continue
             assert runtime.translator is not None
             assert runtime.transport is not None
-            upstream = runtime.translator.encode_chat(request, target.model)
+            upstream = self._op.encode(runtime.translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
             try:
@@ -209,7 +214,7 @@ class ChatPipeline:
             self._metrics.upstream_latency(runtime.name, waited)
             headers = ctx.response_headers()
             headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
-            decoder = runtime.translator.stream_decoder(request)
+            decoder = self._op.stream_decoder(runtime.translator, request)
             chunks = self._relay(ctx, request, runtime, target, stream, decoder)
             return StreamingResponse(chunks, headers)
         raise last or ServiceUnavailableError("no provider could take the request")
@@ -257,6 +262,12 @@ class ChatPipeline:
     def _usable(self, target: Target, ctx: RequestContext) -> ProviderRuntime | GatewayError:
         runtime = self._runtimes[target.provider]
         ctx.provider = runtime.name
+        if runtime.translator is not None and not self._op.supported(runtime.translator):
+            return InvalidRequestError(
+                f"provider {runtime.name!r} (type {runtime.type}) does not support {self._op.path}",
+                param="model",
+                code="unsupported_endpoint",
+            )
         if not runtime.usable:
             return ServiceUnavailableError(
                 runtime.unsupported or f"provider {runtime.name!r} is not usable"
@@ -301,7 +312,7 @@ class ChatPipeline:
             "level": "info" if status < 500 else "error",
             "msg": "request",
             "request_id": ctx.request_id,
-            "path": "/v1/chat/completions",
+            "path": self._op.path,
             "model": ctx.model,
             "provider": ctx.provider,
             "status": status,
