@@ -67,7 +67,7 @@ def test_mock_uses_the_local_transport() -> None:
     assert runtime.usable
 
 
-@pytest.mark.parametrize("ptype", ["anthropic", "gemini", "bedrock"])
+@pytest.mark.parametrize("ptype", ["gemini", "bedrock"])
 def test_types_without_a_translator_are_unusable_with_a_reason(ptype: str) -> None:
     runtime = build_runtime(
         ProviderConfig(name="x", type=ptype, base_url="https://x"), no_transport

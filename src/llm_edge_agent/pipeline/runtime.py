@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import DEFAULT_BASE_URLS, ProviderConfig
+from ..providers.anthropic import AnthropicTranslator
 from ..providers.azure import AzureTranslator
 from ..providers.base import Translator
 from ..providers.openai import OpenAITranslator
 from ..upstream.base import Timeouts, Transport
 from ..upstream.mock import MockTransport
 
-OPENAI_DIALECT = frozenset(
-    {"openai", "openai_compatible", "vllm", "ollama", "together", "mock", "azure"}
+SUPPORTED_TYPES = frozenset(
+    {"openai", "openai_compatible", "vllm", "ollama", "together", "mock", "azure", "anthropic"}
 )
 MOCK_BASE_URL = "http://mock.invalid/v1"
 
@@ -69,7 +70,7 @@ class ProviderRuntime:
 def build_runtime(
     config: ProviderConfig, http_transport: Callable[[str, Timeouts], Transport]
 ) -> ProviderRuntime:
-    if config.type not in OPENAI_DIALECT:
+    if config.type not in SUPPORTED_TYPES:
         return ProviderRuntime(
             config,
             None,
@@ -89,6 +90,10 @@ def build_runtime(
             deployment=config.deployment,
             ad_token=config.ad_token,
             extra_headers=config.headers,
+        )
+    elif config.type == "anthropic":
+        translator = AnthropicTranslator(
+            config.name, base_url_for(config), config.api_key, config.headers
         )
     else:
         translator = OpenAITranslator(
