@@ -232,7 +232,7 @@ class FakeUpstream:
         self.requests.append(
             Recorded(
                 request.method,
-                request.path,
+                request.raw_path.split("?", 1)[0],
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
                 request.query_string,

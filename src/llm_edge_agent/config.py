@@ -80,6 +80,8 @@ DEFAULT_DRAIN_TIMEOUT_S = 30.0
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "text")
 ENGINES = ("granian", "aiohttp")
+AWS_VARIABLES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
+DEFAULT_AWS_REGION = "us-east-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class ProviderConfig:
     api_version: str | None = None
     deployment: str | None = None
     ad_token: str | None = field(default=None, repr=False)
+    # Bedrock: the standard AWS variables, copied from the environment (never from the file).
+    aws_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     region: str | None = None
     latency_ms: float = 0.0
     fail_rate: float = 0.0
@@ -631,13 +635,20 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
                 "AZURE_OPENAI_AD_TOKEN", "needs an azure provider (AZURE_OPENAI_ENDPOINT)"
             )
         providers[index] = replace(providers[index], ad_token=ad_token)
+    aws_env = {k: v for k, v in env.items() if k in AWS_VARIABLES}
+    default_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+    providers = [
+        replace(p, aws_env=aws_env, region=p.region or default_region) if p.type == "bedrock" else p
+        for p in providers
+    ]
     aws = env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
     if aws and not any(p.type == "bedrock" for p in providers):
         providers.append(
             ProviderConfig(
                 name="bedrock",
                 type="bedrock",
-                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                region=default_region,
+                aws_env=aws_env,
                 models=ENV_PROVIDER_MODELS["bedrock"],
             )
         )

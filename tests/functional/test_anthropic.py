@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -18,7 +19,7 @@ from ..gateway_process import GatewayProcess
 
 FIXTURES = Path(__file__).parent.parent / "unit" / "providers" / "fixtures" / "anthropic"
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
-TOOL = {
+TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

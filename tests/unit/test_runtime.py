@@ -67,10 +67,32 @@ def test_mock_uses_the_local_transport() -> None:
     assert runtime.usable
 
 
-@pytest.mark.parametrize("ptype", ["gemini", "bedrock"])
+@pytest.mark.parametrize("ptype", ["gemini"])
 def test_types_without_a_translator_are_unusable_with_a_reason(ptype: str) -> None:
     runtime = build_runtime(
         ProviderConfig(name="x", type=ptype, base_url="https://x"), no_transport
     )
     assert not runtime.usable
     assert runtime.unsupported is not None and ptype in runtime.unsupported
+
+
+def test_bedrock_without_aws_credentials_is_unusable_with_a_reason() -> None:
+    runtime = build_runtime(
+        ProviderConfig(name="br", type="bedrock", region="eu-west-1"), no_transport
+    )
+    assert not runtime.usable
+    assert runtime.unsupported is not None and "AWS credentials" in runtime.unsupported
+
+
+def test_bedrock_with_credentials_signs_for_its_region() -> None:
+    aws = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
+    config = ProviderConfig(name="br", type="bedrock", region="eu-west-1", aws_env=aws)
+    runtime = build_runtime(config, no_transport)
+    assert runtime.translator is not None
+    up = runtime.translator.encode_chat(REQUEST, "anthropic.claude-3-5-haiku-20241022-v1:0")
+    assert up.url == (
+        "https://bedrock-runtime.eu-west-1.amazonaws.com/model/"
+        "anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    )
+    assert "eu-west-1/bedrock/aws4_request" in up.headers["authorization"]
+    assert "secret" not in repr(config) and "secret" not in repr(up)

@@ -153,6 +153,8 @@ class Pipeline:
             except UpstreamError as error:
                 last = self._attempt_failed(runtime, error)
                 continue
+            if not completion.body.get("model"):
+                completion.body["model"] = target.model  # providers whose answers name none
             cost = self._cost(completion.body.get("model"), target.model, completion.usage)
             completion.body["metadata"] = {
                 "provider": runtime.name,

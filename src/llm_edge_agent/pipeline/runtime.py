@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import DEFAULT_BASE_URLS, ProviderConfig
+from ..config import DEFAULT_AWS_REGION, DEFAULT_BASE_URLS, ProviderConfig
 from ..providers.anthropic import AnthropicTranslator
 from ..providers.azure import AzureTranslator
 from ..providers.base import Translator
+from ..providers.bedrock import BedrockTranslator
 from ..providers.openai import OpenAITranslator
+from ..providers.sigv4 import AwsCredentials
 from ..upstream.base import Timeouts, Transport
 from ..upstream.mock import MockTransport
 
 SUPPORTED_TYPES = frozenset(
-    {"openai", "openai_compatible", "vllm", "ollama", "together", "mock", "azure", "anthropic"}
+    {
+        "openai",
+        "openai_compatible",
+        "vllm",
+        "ollama",
+        "together",
+        "mock",
+        "azure",
+        "anthropic",
+        "bedrock",
+    }
 )
 MOCK_BASE_URL = "http://mock.invalid/v1"
 
@@ -90,6 +102,22 @@ def build_runtime(
             deployment=config.deployment,
             ad_token=config.ad_token,
             extra_headers=config.headers,
+        )
+    elif config.type == "bedrock":
+        credentials = AwsCredentials.from_env(config.aws_env)
+        if credentials is None:
+            return ProviderRuntime(
+                config,
+                None,
+                None,
+                unsupported=f"provider {config.name!r}: AWS credentials are not set "
+                "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            )
+        translator = BedrockTranslator(
+            config.name,
+            config.region or DEFAULT_AWS_REGION,
+            credentials,
+            endpoint=config.base_url or None,
         )
     elif config.type == "anthropic":
         translator = AnthropicTranslator(

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+from yarl import URL
 
 from ..errors import UpstreamError, UpstreamTimeoutError
 from ..providers.base import UpstreamRequest
@@ -104,7 +105,7 @@ class AiohttpTransport:
         try:
             async with self._session.request(
                 request.method,
-                request.url,
+                URL(request.url, encoded=True),
                 data=request.body,
                 headers=request.headers,
                 timeout=client_timeout,
@@ -121,7 +122,7 @@ class AiohttpTransport:
         try:
             response = await self._session.request(
                 request.method,
-                request.url,
+                URL(request.url, encoded=True),
                 data=request.body,
                 headers=request.headers,
                 timeout=client_timeout,
