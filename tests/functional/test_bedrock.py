@@ -87,7 +87,7 @@ def test_converse_stream_is_decoded_from_binary_frames(
         stream=True,
         tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
     )
-    indexes = set()
+    indexes: set[int] = set()
     finish = None
     for chunk in stream:
         for choice in chunk.choices:

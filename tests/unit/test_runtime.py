@@ -67,15 +67,6 @@ def test_mock_uses_the_local_transport() -> None:
     assert runtime.usable
 
 
-@pytest.mark.parametrize("ptype", ["gemini"])
-def test_types_without_a_translator_are_unusable_with_a_reason(ptype: str) -> None:
-    runtime = build_runtime(
-        ProviderConfig(name="x", type=ptype, base_url="https://x"), no_transport
-    )
-    assert not runtime.usable
-    assert runtime.unsupported is not None and ptype in runtime.unsupported
-
-
 def test_bedrock_without_aws_credentials_is_unusable_with_a_reason() -> None:
     runtime = build_runtime(
         ProviderConfig(name="br", type="bedrock", region="eu-west-1"), no_transport

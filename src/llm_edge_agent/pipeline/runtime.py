@@ -9,24 +9,12 @@ from ..providers.anthropic import AnthropicTranslator
 from ..providers.azure import AzureTranslator
 from ..providers.base import Translator
 from ..providers.bedrock import BedrockTranslator
+from ..providers.gemini import GeminiTranslator
 from ..providers.openai import OpenAITranslator
 from ..providers.sigv4 import AwsCredentials
 from ..upstream.base import Timeouts, Transport
 from ..upstream.mock import MockTransport
 
-SUPPORTED_TYPES = frozenset(
-    {
-        "openai",
-        "openai_compatible",
-        "vllm",
-        "ollama",
-        "together",
-        "mock",
-        "azure",
-        "anthropic",
-        "bedrock",
-    }
-)
 MOCK_BASE_URL = "http://mock.invalid/v1"
 
 
@@ -82,13 +70,6 @@ class ProviderRuntime:
 def build_runtime(
     config: ProviderConfig, http_transport: Callable[[str, Timeouts], Transport]
 ) -> ProviderRuntime:
-    if config.type not in SUPPORTED_TYPES:
-        return ProviderRuntime(
-            config,
-            None,
-            None,
-            unsupported=f"provider type {config.type!r} is not supported by this version yet",
-        )
     if config.type == "mock":
         mock = MockTransport(config.name, config.latency_ms, config.fail_rate)
         return ProviderRuntime(config, OpenAITranslator(config.name, MOCK_BASE_URL, None), mock)
@@ -118,6 +99,10 @@ def build_runtime(
             config.region or DEFAULT_AWS_REGION,
             credentials,
             endpoint=config.base_url or None,
+        )
+    elif config.type == "gemini":
+        translator = GeminiTranslator(
+            config.name, base_url_for(config), config.api_key, config.headers
         )
     elif config.type == "anthropic":
         translator = AnthropicTranslator(
