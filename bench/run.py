@@ -101,8 +101,8 @@ def passthrough(name: str, script: str, description: str) -> Target:
 GATEWAY_CONFIG = """\
 [[providers]]
 name = "bench"
-type = "openai_compatible"
-base_url = "http://127.0.0.1:{upstream_port}/v1"
+type = "{provider_type}"
+base_url = "http://127.0.0.1:{upstream_port}{base_path}"
 api_key = "sk-bench"
 models = ["*"]
 
@@ -111,11 +111,22 @@ enabled = {cache}
 """
 
 
-def gateway(name: str, cache: bool, description: str, engine: str = "granian") -> Target:
+def gateway(
+    name: str,
+    cache: bool,
+    description: str,
+    engine: str = "granian",
+    provider_type: str = "openai_compatible",
+) -> Target:
     config_name = f"{name}.toml"
 
     def prepare(ctx: TargetContext) -> None:
-        text = GATEWAY_CONFIG.format(upstream_port=ctx.upstream_port, cache=str(cache).lower())
+        text = GATEWAY_CONFIG.format(
+            upstream_port=ctx.upstream_port,
+            cache=str(cache).lower(),
+            provider_type=provider_type,
+            base_path="" if provider_type == "anthropic" else "/v1",
+        )
         (ctx.workdir / config_name).write_text(text)
 
     def command(ctx: TargetContext) -> list[str]:
@@ -167,6 +178,12 @@ TARGETS: dict[str, Target] = {
             cache=False,
             engine="aiohttp",
             description="llm_edge_agent on the aiohttp.web engine, cache off",
+        ),
+        gateway(
+            "gateway-anthropic",
+            cache=False,
+            provider_type="anthropic",
+            description="llm_edge_agent translating to an Anthropic-dialect upstream, cache off",
         ),
         # Same prompt every request with the cache on: after the first, L1 hits.
         gateway("gateway-cached", cache=True, description="llm_edge_agent, cache on, L1 hits"),

@@ -177,6 +177,82 @@ class Completions:
         return writes
 
 
+class AnthropicMessages:
+    """Builds Anthropic Messages API answers (JSON, or the SSE event stream)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.served = 0
+        self._deltas = [
+            b"event: content_block_delta\ndata: "
+            + orjson.dumps(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+            )
+            + b"\n\n"
+            for piece in REPLY_PIECES
+        ]
+
+    def handle(self, body: bytes, close: bool) -> list[bytes] | None:
+        try:
+            req: Any = orjson.loads(body)
+            model = str(req.get("model") or "claude-sonnet-4-5")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        self.served += 1
+        mid = f"msg_bench{next(self._ids)}"
+        input_tokens = max(1, len(body) // 4)
+        if req.get("stream") is not True:
+            out = orjson.dumps(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": REPLY_TEXT}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": COMPLETION_TOKENS},
+                }
+            )
+            return [json_response(200, out, close)]
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+            },
+        }
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": COMPLETION_TOKENS},
+        }
+        events = [
+            b"event: message_start\ndata: " + orjson.dumps(start) + b"\n\n",
+            b"event: content_block_start\ndata: "
+            b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
+            b"\n\n",
+            *self._deltas,
+            b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+            b"event: message_delta\ndata: " + orjson.dumps(delta) + b"\n\n",
+            b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+        ]
+        writes = [http_chunk(e) for e in events]
+        head = SSE_HEAD + (b"Connection: close\r\n\r\n" if close else b"\r\n")
+        writes[0] = head + writes[0]
+        writes[-1] += b"0\r\n\r\n"
+        return writes
+
+
 class UpstreamProtocol(asyncio.Protocol):
     """One HTTP/1.1 keep-alive connection."""
 
@@ -287,11 +363,13 @@ class Upstream:
         self.latency = latency_ms / 1000.0
         self.chunk_interval = chunk_interval_ms / 1000.0
         self._completions = Completions()
+        self._messages = AnthropicMessages()
         self._models = json_response(200, MODELS_BODY)
         self._health = json_response(200, HEALTH_BODY)
         self._routes: dict[tuple[bytes, bytes], Callable[[bytes, bool], list[bytes] | None]] = {
             (b"POST", b"/v1/chat/completions"): self._completions.handle,
             (b"POST", b"/chat/completions"): self._completions.handle,
+            (b"POST", b"/v1/messages"): self._messages.handle,
             (b"GET", b"/v1/models"): self._static(self._models, MODELS_BODY),
             (b"GET", b"/models"): self._static(self._models, MODELS_BODY),
             (b"GET", b"/health/live"): self._static(self._health, HEALTH_BODY),
@@ -308,7 +386,9 @@ class Upstream:
         return handler
 
     def _stats(self, _body: bytes, close: bool) -> list[bytes] | None:
-        body = orjson.dumps({"chat_completions": self._completions.served})
+        # Anthropic-dialect answers count too: "upstream calls" for the harness.
+        served = self._completions.served + self._messages.served
+        body = orjson.dumps({"chat_completions": served})
         return [json_response(200, body, close)]
 
     def route(self, method: bytes, path: bytes, body: bytes, close: bool) -> list[bytes]:
