@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -217,47 +217,9 @@ class Pipeline:
             headers = ctx.response_headers()
             headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
             decoder = self._op.stream_decoder(runtime.translator, request)
-            chunks = self._relay(ctx, request, runtime, target, stream, decoder)
-            return StreamingResponse(chunks, headers)
+            relay = _Relay(self, ctx, request, runtime, target, stream, decoder)
+            return StreamingResponse(relay.chunks(), headers, relay.aclose)
         raise last or ServiceUnavailableError("no provider could take the request")
-
-    async def _relay(
-        self,
-        ctx: RequestContext,
-        request: ChatRequest,
-        runtime: ProviderRuntime,
-        target: Target,
-        stream: UpstreamStream,
-        decoder: StreamDecoder,
-    ) -> AsyncIterator[bytes]:
-        status = CLIENT_CLOSED
-        failure: GatewayError | None = None
-        try:
-            async for data in stream.chunks():
-                out = decoder.feed(data)
-                if out:
-                    yield out
-            tail = decoder.finish()
-            if tail:
-                yield tail
-            if decoder.error is not None:
-                failure = decoder.error
-                status = failure.status
-            else:
-                status = 200
-        except UpstreamError as error:
-            failure = error
-            status = error.status
-            yield sse_error_event(error)
-        finally:
-            if status == CLIENT_CLOSED and decoder.complete and failure is None:
-                status = 200  # the client left after the whole answer reached it
-            stream.close()
-            runtime.in_flight -= 1
-            self._metrics.active_dec()
-            usage = decoder.usage
-            cost = self._cost(None, target.model, usage)
-            self._finish(ctx, request, status, usage, cost, failure)
 
     # ------------------------------------------------------------------ helpers
 
@@ -334,3 +296,95 @@ class Pipeline:
         if self._log_prompts and request is not None:
             record["messages"] = request.body.get("messages")
         self._log.write(record)
+
+
+class _Relay:
+    """One upstream stream relayed to one client, accounted for exactly once.
+
+    The accounting (release the connection and the bulkhead slot, metrics, the log line)
+    runs when the relay ends, however it ends: at the end of the stream, on an error, when
+    the client leaves mid-stream, or when the server closes the relay before the first chunk
+    was ever asked for (a client gone before the headers were written), where a generator's
+    own ``finally`` would never run.
+    """
+
+    __slots__ = (
+        "_ctx",
+        "_decoder",
+        "_done",
+        "_failure",
+        "_gen",
+        "_pipeline",
+        "_request",
+        "_runtime",
+        "_status",
+        "_stream",
+        "_target",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ctx: RequestContext,
+        request: ChatRequest,
+        runtime: ProviderRuntime,
+        target: Target,
+        stream: UpstreamStream,
+        decoder: StreamDecoder,
+    ) -> None:
+        self._pipeline = pipeline
+        self._ctx = ctx
+        self._request = request
+        self._runtime = runtime
+        self._target = target
+        self._stream = stream
+        self._decoder = decoder
+        self._status = CLIENT_CLOSED
+        self._failure: GatewayError | None = None
+        self._done = False
+        self._gen: AsyncGenerator[bytes, None] | None = None
+
+    def __repr__(self) -> str:
+        return f"_Relay({self._runtime.name!r}, status={self._status}, done={self._done})"
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        self._gen = self._relay()
+        return self._gen
+
+    async def _relay(self) -> AsyncGenerator[bytes, None]:
+        decoder = self._decoder
+        try:
+            async for data in self._stream.chunks():
+                out = decoder.feed(data)
+                if out:
+                    yield out
+            tail = decoder.finish()
+            if tail:
+                yield tail
+            self._failure = decoder.error
+            self._status = 200 if decoder.error is None else decoder.error.status
+        except UpstreamError as error:
+            self._failure = error
+            self._status = error.status
+            yield sse_error_event(error)
+        finally:
+            self._finish()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        decoder = self._decoder
+        if self._status == CLIENT_CLOSED and decoder.complete and self._failure is None:
+            self._status = 200  # the client left after the whole answer reached it
+        self._stream.close()
+        self._runtime.in_flight -= 1
+        pipeline = self._pipeline
+        pipeline._metrics.active_dec()
+        cost = pipeline._cost(None, self._target.model, decoder.usage)
+        pipeline._finish(self._ctx, self._request, self._status, decoder.usage, cost, self._failure)

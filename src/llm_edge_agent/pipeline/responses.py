@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..errors import GatewayError
 
@@ -30,14 +30,22 @@ class Response:
 
 
 class StreamingResponse:
-    """SSE: ``chunks`` yields the body; the server must ``aclose`` it if the client leaves."""
+    """SSE: ``chunks`` yields the body. The server must always await ``aclose()`` when it is
+    done with the response, whether it sent everything, the client left, or it never
+    started: that releases the upstream and accounts for the request."""
 
-    __slots__ = ("chunks", "headers", "status")
+    __slots__ = ("aclose", "chunks", "headers", "status")
 
-    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        headers: dict[str, str],
+        aclose: Callable[[], Awaitable[None]],
+    ) -> None:
         self.status = 200
         self.chunks = chunks
         self.headers = headers
+        self.aclose = aclose
 
     def __repr__(self) -> str:
         return "StreamingResponse(200)"

@@ -7,8 +7,6 @@ closes the upstream request it was waiting on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
@@ -58,17 +56,15 @@ class HttpHandler:
         response = web.StreamResponse(
             status=result.status, headers={**result.headers, **SSE_HEADERS}
         )
-        chunks = result.chunks
-        assert isinstance(chunks, AsyncGenerator)
         try:
             await response.prepare(request)
-            async for chunk in chunks:
+            async for chunk in result.chunks:
                 await response.write(chunk)
             await response.write_eof()
         except (ConnectionResetError, ClientConnectionResetError):
-            pass  # the client left; closing the generator below releases the upstream
+            pass  # the client left; aclose() below releases the upstream
         finally:
-            await chunks.aclose()
+            await result.aclose()
         return response
 
 

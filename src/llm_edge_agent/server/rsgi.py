@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import Config
@@ -108,16 +108,16 @@ class RsgiApp:
             disconnected.remove_done_callback(on_disconnect)
 
     async def _stream(self, proto: Any, result: StreamingResponse) -> None:
-        transport = proto.response_stream(result.status, [*result.headers.items(), *SSE_HEADERS])
-        chunks = result.chunks
-        assert isinstance(chunks, AsyncGenerator)
         try:
-            async for chunk in chunks:
+            transport = proto.response_stream(
+                result.status, [*result.headers.items(), *SSE_HEADERS]
+            )
+            async for chunk in result.chunks:
                 await transport.send_bytes(chunk)
         except self._closed:
-            pass  # the client left; closing the generator below releases the upstream
+            pass  # the client left; aclose() below releases the upstream
         finally:
-            await chunks.aclose()
+            await result.aclose()
 
 
 def serve_granian(config: Config) -> int:
