@@ -154,6 +154,8 @@ DEFAULT_PRICES: Final[Mapping[str, ModelPrice]] = MappingProxyType(
         "claude-3-opus": _claude(15.00, 75.00),
         "claude-3-haiku": _p(0.25, 1.25, 0.03, 0.30),
         # ---------------------------------------------------------------- Google
+        "gemini-3-pro": _p(2.00, 12.00, 0.20),  # preview, prompts <= 200k tokens
+        "gemini-embedding-001": _p(0.15, _EMBEDDING),
         "gemini-2.5-pro": _p(1.25, 10.00, 0.125),
         "gemini-2.5-flash": _p(0.30, 2.50, 0.03),
         "gemini-2.5-flash-lite": _p(0.10, 0.40, 0.01),
@@ -162,6 +164,12 @@ DEFAULT_PRICES: Final[Mapping[str, ModelPrice]] = MappingProxyType(
         "gemini-1.5-pro": _p(1.25, 5.00, 0.3125),
         "gemini-1.5-flash": _p(0.075, 0.30, 0.01875),
         "gemini-1.5-flash-8b": _p(0.0375, 0.15, 0.01),
+        # ------------------------------------- Bedrock embeddings (on-demand)
+        # https://aws.amazon.com/bedrock/pricing/ (vendor prefix dropped by normalizing)
+        "titan-embed-text-v2": _p(0.02, _EMBEDDING),
+        "titan-embed-text-v1": _p(0.10, _EMBEDDING),
+        "embed-english-v3": _p(0.10, _EMBEDDING),
+        "embed-multilingual-v3": _p(0.10, _EMBEDDING),
         # ------------------------------------------------- Together (serverless)
         "llama-3.3-70b-instruct-turbo": _p(0.88, 0.88),
         "meta-llama-3.1-8b-instruct-turbo": _p(0.18, 0.18),

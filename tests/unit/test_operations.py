@@ -57,9 +57,11 @@ def test_a_malformed_embeddings_answer_is_a_502() -> None:
     from llm_edge_agent.errors import UpstreamError
 
     translator = OpenAITranslator("o", "http://x/v1", None)
+    op = default_operations()["embeddings"]
+    request = op.parse(b'{"model": "m", "input": "x"}', {})
     with pytest.raises(UpstreamError):
-        default_operations()["embeddings"].decode(translator, b'{"choices": []}')
-    good = default_operations()["embeddings"].decode(
-        translator, b'{"data": [], "usage": {"prompt_tokens": 3, "total_tokens": 3}}'
+        op.decode(translator, b'{"choices": []}', request)
+    good = op.decode(
+        translator, b'{"data": [], "usage": {"prompt_tokens": 3, "total_tokens": 3}}', request
     )
     assert good.usage is not None and good.usage.prompt_tokens == 3

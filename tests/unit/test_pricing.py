@@ -338,3 +338,17 @@ def test_memo_is_bounded() -> None:
     assert table.lookup("gpt-4o") is DEFAULT_PRICES["gpt-4o"]
     assert table.lookup("unknown-model-0") is None
     assert table.memo_size() == MEMO_MAX_ENTRIES
+
+
+def test_provider_embedding_models_and_gemini_3_have_prices() -> None:
+    table = PricingTable()
+    usage = TokenUsage(prompt_tokens=1_000_000)
+    assert table.cost("amazon.titan-embed-text-v2:0", usage) == pytest.approx(0.02)
+    assert table.cost("cohere.embed-english-v3", usage) == pytest.approx(0.10)
+    assert table.cost("cohere.embed-multilingual-v3", usage) == pytest.approx(0.10)
+    assert table.cost("models/gemini-embedding-001", usage) == pytest.approx(0.15)
+    cached = TokenUsage(prompt_tokens=1_000_000, cached_tokens=500_000, completion_tokens=100_000)
+    # Gemini 3 Pro preview: $2 input, $0.20 cached input, $12 output per million.
+    assert table.cost("gemini-3-pro-preview", cached) == pytest.approx(
+        0.5 * 2 + 0.5 * 0.2 + 0.1 * 12
+    )

@@ -149,7 +149,7 @@ class Pipeline:
                 last = self._attempt_failed(runtime, failure)
                 continue
             try:
-                completion = self._op.decode(runtime.translator, response.body)
+                completion = self._op.decode(runtime.translator, response.body, request)
             except UpstreamError as error:
                 last = self._attempt_failed(runtime, error)
                 continue

@@ -3,7 +3,8 @@
 An ``Operation`` says how to parse the client's body and which translator methods encode
 and decode it; the pipeline (routing, failover, accounting) is the same for all of them.
 Chat works with every translator; embeddings and legacy completions only with translators
-that offer them (the OpenAI dialect), and other targets are skipped with a clear error.
+that list them in ``operations`` (embeddings: the OpenAI dialect, Azure, Gemini, Bedrock;
+legacy completions: the OpenAI dialect); other targets are skipped with a clear error.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Operation(Protocol):
         self, translator: Translator, request: ChatRequest, model: str
     ) -> UpstreamRequest: ...
 
-    def decode(self, translator: Translator, body: bytes) -> Completion: ...
+    def decode(self, translator: Translator, body: bytes, request: ChatRequest) -> Completion: ...
 
     def stream_decoder(self, translator: Translator, request: ChatRequest) -> StreamDecoder: ...
 
@@ -49,7 +50,7 @@ class ChatOperation:
     def encode(self, translator: Translator, request: ChatRequest, model: str) -> UpstreamRequest:
         return translator.encode_chat(request, model)
 
-    def decode(self, translator: Translator, body: bytes) -> Completion:
+    def decode(self, translator: Translator, body: bytes, request: ChatRequest) -> Completion:
         return translator.decode_chat(body)
 
     def stream_decoder(self, translator: Translator, request: ChatRequest) -> StreamDecoder:
@@ -85,8 +86,9 @@ class JsonOperation:
         result: UpstreamRequest = encode(self.kind, request, model)
         return result
 
-    def decode(self, translator: Translator, body: bytes) -> Completion:
-        result: Completion = translator.decode_operation(self.kind, body)  # type: ignore[attr-defined]
+    def decode(self, translator: Translator, body: bytes, request: ChatRequest) -> Completion:
+        # The request too: a provider may need it to shape the answer (base64 embeddings).
+        result: Completion = translator.decode_operation(self.kind, body, request)  # type: ignore[attr-defined]
         return result
 
     def stream_decoder(self, translator: Translator, request: ChatRequest) -> StreamDecoder:

@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import UpstreamError
+from ..errors import InvalidRequestError, UpstreamError
 from ..models import ChatRequest
+from . import bedrock_embeddings
 from .base import Completion, UpstreamRequest
 from .bedrock_request import converse_body
 from .bedrock_stream import (
@@ -55,6 +56,8 @@ def _response_id() -> str:
 
 
 class BedrockTranslator:
+    operations = frozenset({"embeddings"})  # /v1/embeddings: see bedrock_embeddings.py
+
     def __init__(
         self,
         name: str,
@@ -126,6 +129,32 @@ class BedrockTranslator:
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         error_type = error_type_name(_header(headers, ERROR_TYPE_HEADER))
         return upstream_error(self.name, status, error_type, aws_error_message(body), headers)
+
+    def encode_operation(self, kind: str, request: ChatRequest, model: str) -> UpstreamRequest:
+        if kind != "embeddings":
+            raise InvalidRequestError(f"Bedrock does not support {kind!r}")
+        return bedrock_embeddings.encode_request(
+            request.body,
+            model,
+            endpoint=self.endpoint,
+            region=self.region,
+            credentials=self._credentials,
+            now=self._clock(),
+        )
+
+    def decode_operation(
+        self, kind: str, body: bytes, request: ChatRequest | None = None
+    ) -> Completion:
+        """Titan or Cohere is told from the body's shape (see bedrock_embeddings.py);
+        ``request`` (not passed by the pipeline today) gives base64."""
+        if kind != "embeddings":
+            raise InvalidRequestError(f"Bedrock does not support {kind!r}")
+        answer, usage = bedrock_embeddings.decode_embeddings(
+            self.name,
+            body,
+            encoding_format=request.body.get("encoding_format") if request else None,
+        )
+        return Completion(answer, usage)
 
     def _created(self) -> int:
         return int(self._clock().timestamp())

@@ -53,6 +53,7 @@ import orjson
 
 from ..errors import InvalidRequestError, UpstreamError
 from ..models import ChatRequest
+from . import gemini_embeddings
 from .base import Completion, UpstreamRequest
 from .gemini_stream import (
     GeminiStream,
@@ -139,6 +140,8 @@ def model_path(model: str) -> str:
 
 
 class GeminiTranslator:
+    operations = frozenset({"embeddings"})  # /v1/embeddings: see gemini_embeddings.py
+
     def __init__(
         self,
         name: str,
@@ -184,6 +187,31 @@ class GeminiTranslator:
 
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_fields(self.name, status, error_fields(body), headers)
+
+    def encode_operation(self, kind: str, request: ChatRequest, model: str) -> UpstreamRequest:
+        if kind != "embeddings":
+            raise InvalidRequestError(f"Gemini does not support {kind!r}")
+        body = gemini_embeddings.encode_embeddings(request.body, model)
+        url = gemini_embeddings.embeddings_url(self.base_url, model)
+        return UpstreamRequest("POST", url, self._headers, orjson.dumps(body))
+
+    def decode_operation(
+        self, kind: str, body: bytes, request: ChatRequest | None = None
+    ) -> Completion:
+        """``request`` (not passed by the pipeline today) gives base64 and estimated usage."""
+        if kind != "embeddings":
+            raise InvalidRequestError(f"Gemini does not support {kind!r}")
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise garbage(self.name, "a body that is not JSON") from exc
+        answer, usage = gemini_embeddings.decode_embeddings(
+            self.name,
+            parsed,
+            encoding_format=request.body.get("encoding_format") if request else None,
+            texts=gemini_embeddings.texts_of(request.body, "Gemini") if request else None,
+        )
+        return Completion(answer, usage)
 
 
 # ---------------------------------------------------------------------- the body

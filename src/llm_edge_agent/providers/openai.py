@@ -133,7 +133,9 @@ class OpenAITranslator:
             body = orjson.dumps({**request.body, "model": model})
         return UpstreamRequest("POST", self.url_for(model, kind), self._headers, body)
 
-    def decode_operation(self, kind: str, body: bytes) -> Completion:
+    def decode_operation(
+        self, kind: str, body: bytes, request: ChatRequest | None = None
+    ) -> Completion:
         """Embeddings (``data``) or legacy completions (``choices``)."""
         if kind == CHAT:
             return self.decode_chat(body)
