@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from llm_edge_agent.errors import UpstreamAuthError, UpstreamClientError, UpstreamError
 from llm_edge_agent.models import parse_chat_request
@@ -73,3 +74,35 @@ def test_other_errors_use_the_common_status_table() -> None:
     assert isinstance(plain_400, UpstreamClientError) and plain_400.message == "bad param"
     busy = t.decode_error(429, b"{}", {"retry-after": "3"})
     assert type(busy) is UpstreamError and busy.retry_after_s == 3.0
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cached_rate() -> None:
+    from llm_edge_agent.pricing import PricingTable
+
+    body = orjson.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-2024-11-20",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 2000,
+                "completion_tokens": 100,
+                "total_tokens": 2100,
+                "prompt_tokens_details": {"cached_tokens": 1536},
+            },
+        }
+    )
+    completion = AzureTranslator("az", ENDPOINT, "k").decode_chat(body)
+    assert completion.usage is not None
+    cost = PricingTable().cost(completion.body["model"], completion.usage)
+    # gpt-4o (Azure global standard = OpenAI list prices): $2.50 input, $1.25 cached input,
+    # $10 output per million: 464 fresh + 1536 cached + 100 output tokens.
+    assert cost == pytest.approx((464 * 2.50 + 1536 * 1.25 + 100 * 10.0) / 1e6)
