@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import InvalidRequestError, UpstreamClientError, UpstreamError
 from ..pricing import TokenUsage
-from .anthropic_stream import SSEParser
+from ..sse import SSEParser
 from .chunks import ChunkWriter, completion_body
 from .http_errors import error_for_status
 
