@@ -27,9 +27,9 @@ from ..models import ChatRequest
 from ..observability.logs import AccessLog
 from ..observability.metrics import Metrics
 from ..pricing import PricingTable, TokenUsage
-from ..providers.base import StreamDecoder
+from ..providers.base import StreamDecoder, Translator
 from ..routing import Router, Target
-from ..upstream.base import UpstreamStream
+from ..upstream.base import Transport, UpstreamStream
 from .context import RequestContext
 from .operations import Operation
 from .responses import Response, StreamingResponse, error_response, sse_error_event
@@ -119,19 +119,16 @@ class Pipeline:
     ) -> Response:
         last: GatewayError | None = None
         for target in targets:
-            runtime = self._usable(target, ctx)
-            if isinstance(runtime, GatewayError):
-                last = runtime
+            usable = self._usable(target, ctx)
+            if isinstance(usable, GatewayError):
+                last = usable
                 continue
-            assert runtime.translator is not None
-            assert runtime.transport is not None
-            upstream = self._op.encode(runtime.translator, request, target.model)
+            runtime, translator, transport = usable
+            upstream = self._op.encode(translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
             try:
-                response = await runtime.transport.send(
-                    upstream, runtime.timeouts.shortened(deadline)
-                )
+                response = await transport.send(upstream, runtime.timeouts.shortened(deadline))
             except UpstreamError as error:
                 last = self._attempt_failed(runtime, error)
                 continue
@@ -141,15 +138,13 @@ class Pipeline:
                 ctx.upstream_s += waited
             self._metrics.upstream_latency(runtime.name, waited)
             if response.status != 200:
-                failure = runtime.translator.decode_error(
-                    response.status, response.body, response.headers
-                )
+                failure = translator.decode_error(response.status, response.body, response.headers)
                 if not failure.retryable:
                     raise failure
                 last = self._attempt_failed(runtime, failure)
                 continue
             try:
-                completion = self._op.decode(runtime.translator, response.body, request)
+                completion = self._op.decode(translator, response.body, request)
             except UpstreamError as error:
                 last = self._attempt_failed(runtime, error)
                 continue
@@ -182,25 +177,22 @@ class Pipeline:
     ) -> StreamingResponse:
         last: GatewayError | None = None
         for target in targets:
-            runtime = self._usable(target, ctx)
-            if isinstance(runtime, GatewayError):
-                last = runtime
+            usable = self._usable(target, ctx)
+            if isinstance(usable, GatewayError):
+                last = usable
                 continue
-            assert runtime.translator is not None
-            assert runtime.transport is not None
-            upstream = self._op.encode(runtime.translator, request, target.model)
+            runtime, translator, transport = usable
+            upstream = self._op.encode(translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
             try:
-                stream = await runtime.transport.open_stream(
-                    upstream, runtime.timeouts.shortened(deadline)
-                )
+                stream = await transport.open_stream(upstream, runtime.timeouts.shortened(deadline))
                 if stream.status != 200:
                     try:
                         body = await stream.read()
                     finally:
                         stream.close()
-                    raise runtime.translator.decode_error(stream.status, body, stream.headers)
+                    raise translator.decode_error(stream.status, body, stream.headers)
             except UpstreamError as error:
                 runtime.in_flight -= 1
                 ctx.upstream_s += time.perf_counter() - started
@@ -216,31 +208,35 @@ class Pipeline:
             self._metrics.upstream_latency(runtime.name, waited)
             headers = ctx.response_headers()
             headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
-            decoder = self._op.stream_decoder(runtime.translator, request)
+            decoder = self._op.stream_decoder(translator, request)
             relay = _Relay(self, ctx, request, runtime, target, stream, decoder)
             return StreamingResponse(relay.chunks(), headers, relay.aclose)
         raise last or ServiceUnavailableError("no provider could take the request")
 
     # ------------------------------------------------------------------ helpers
 
-    def _usable(self, target: Target, ctx: RequestContext) -> ProviderRuntime | GatewayError:
+    def _usable(
+        self, target: Target, ctx: RequestContext
+    ) -> tuple[ProviderRuntime, Translator, Transport] | GatewayError:
+        """The target's provider ready to take the request, or why it cannot."""
         runtime = self._runtimes[target.provider]
         ctx.provider = runtime.name
-        if runtime.translator is not None and not self._op.supported(runtime.translator):
+        translator, transport = runtime.translator, runtime.transport
+        if translator is None or transport is None:
+            return ServiceUnavailableError(
+                runtime.unsupported or f"provider {runtime.name!r} is not usable"
+            )
+        if not self._op.supported(translator):
             return InvalidRequestError(
                 f"provider {runtime.name!r} (type {runtime.type}) does not support {self._op.path}",
                 param="model",
                 code="unsupported_endpoint",
             )
-        if not runtime.usable:
-            return ServiceUnavailableError(
-                runtime.unsupported or f"provider {runtime.name!r} is not usable"
-            )
         if runtime.full:
             return ServiceUnavailableError(
                 f"provider {runtime.name!r} is at its max_concurrency", code="provider_busy"
             )
-        return runtime
+        return runtime, translator, transport
 
     def _attempt_failed(self, runtime: ProviderRuntime, error: UpstreamError) -> UpstreamError:
         # Failover accounting (logged and counted per attempt) arrives with resilience.
