@@ -26,7 +26,13 @@ class GatewayProcess:
         workers: int = 1,
         metrics_port: int = 0,
         args: tuple[str, ...] = (),
+        cache: bool = False,
     ) -> None:
+        # Most tests send the same prompt again and again and expect the upstream to see
+        # each one: they run with the response cache off unless they ask for it (or their
+        # config has a [cache] table of its own).
+        if config is not None and not cache and "[cache]" not in config:
+            config += "\n[cache]\nenabled = false\n"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.TemporaryDirectory(prefix="llm-edge-test-")

@@ -23,7 +23,7 @@ def test_completion_passes_through_with_metadata_and_headers(
     assert completion.choices[0].message.content == "echo: Say hi"
     assert completion.usage is not None and completion.usage.total_tokens == 17
     assert raw.headers["x-llm-edge-provider"] == "fake"
-    assert raw.headers["x-llm-edge-cache"] == "miss"
+    assert raw.headers["x-llm-edge-cache"] == "bypass"  # the cache is off here
     assert len(raw.headers["x-request-id"]) >= 16
     assert float(raw.headers["x-llm-edge-overhead-ms"]) >= 0
     body = json.loads(raw.http_response.text)
@@ -99,7 +99,7 @@ def test_stream_response_headers(gateway: GatewayProcess, upstream: FakeUpstream
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-llm-edge-provider"] == "fake"
-    assert response.headers["x-llm-edge-cache"] == "miss"
+    assert response.headers["x-llm-edge-cache"] == "bypass"  # the cache is off here
     assert "x-request-id" in response.headers and "x-llm-edge-overhead-ms" in response.headers
     assert body.rstrip().endswith(b"data: [DONE]")
 

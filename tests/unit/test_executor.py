@@ -45,7 +45,6 @@ def pipeline() -> tuple[Pipeline, ProviderRuntime, Captured]:
         PricingTable(),
         NullMetrics(),
         log,
-        cache_enabled=False,
     )
     return p, runtime, log
 

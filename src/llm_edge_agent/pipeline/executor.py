@@ -16,6 +16,10 @@ from typing import Any
 
 import orjson
 
+from ..cache.controls import CacheControls, parse_controls
+from ..cache.keys import cache_key
+from ..cache.replay import StreamAssembler, replay_chunks
+from ..cache.store import STORABLE_FINISH, CachedAnswer, ResponseCache
 from ..errors import (
     GatewayError,
     InvalidRequestError,
@@ -28,6 +32,7 @@ from ..observability.logs import AccessLog
 from ..observability.metrics import Metrics
 from ..pricing import PricingTable, TokenUsage
 from ..providers.base import StreamDecoder, Translator
+from ..providers.openai import usage_from_openai
 from ..routing import Router, Target
 from ..upstream.base import Transport, UpstreamStream
 from .context import RequestContext
@@ -71,16 +76,18 @@ class Pipeline:
         metrics: Metrics,
         access_log: AccessLog,
         *,
-        cache_enabled: bool,
+        cache: ResponseCache | None = None,
+        shared_cache: bool = False,
         log_prompts: bool = False,
     ) -> None:
         self._op = operation
+        self._cache = cache
+        self._shared_cache = shared_cache
         self._router = router
         self._runtimes = runtimes
         self._pricing = pricing
         self._metrics = metrics
         self._log = access_log
-        self._cache_status = "miss" if cache_enabled else "bypass"
         self._log_prompts = log_prompts
 
     def __repr__(self) -> str:
@@ -92,12 +99,15 @@ class Pipeline:
         try:
             request = self._op.parse(raw, ctx.headers)
             ctx.model = request.model
-            ctx.cache_status = self._cache_status
-            targets = self._router.resolve(request.model, ctx.headers.get("x-llm-edge-provider"))
+            pinned = ctx.headers.get("x-llm-edge-provider")
+            targets = self._router.resolve(request.model, pinned)
             deadline = deadline_s(ctx.headers)
+            slot = await self._lookup(ctx, request, pinned)
+            if isinstance(slot, CachedAnswer):
+                return self._answer_from_cache(ctx, request, slot)
             if request.stream:
-                return await self._open_stream(ctx, request, targets, deadline)
-            return await self._complete(ctx, request, targets, deadline)
+                return await self._open_stream(ctx, request, targets, deadline, slot)
+            return await self._complete(ctx, request, targets, deadline, slot)
         except GatewayError as error:
             self._metrics.active_dec()
             self._finish(ctx, request, error.status, None, None, error)
@@ -116,6 +126,7 @@ class Pipeline:
         request: ChatRequest,
         targets: list[Target],
         deadline: float | None,
+        slot: _CacheSlot | None,
     ) -> Response:
         last: GatewayError | None = None
         for target in targets:
@@ -151,14 +162,10 @@ class Pipeline:
             if not completion.body.get("model"):
                 completion.body["model"] = target.model  # providers whose answers name none
             cost = self._cost(completion.body.get("model"), target.model, completion.usage)
-            completion.body["metadata"] = {
-                "provider": runtime.name,
-                "cached": False,
-                "cache_tier": None,
-                "latency_ms": round(ctx.elapsed_s() * 1000.0, 3),
-                "cost_usd": cost,
-            }
-            body = orjson.dumps(completion.body)
+            answer = orjson.dumps(completion.body)
+            if slot is not None and storable(completion.body):
+                slot.store(runtime.name, answer)
+            body = with_metadata(answer, runtime.name, None, ctx.elapsed_s(), cost)
             headers = ctx.response_headers()
             headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
             self._metrics.active_dec()
@@ -174,6 +181,7 @@ class Pipeline:
         request: ChatRequest,
         targets: list[Target],
         deadline: float | None,
+        slot: _CacheSlot | None,
     ) -> StreamingResponse:
         last: GatewayError | None = None
         for target in targets:
@@ -209,9 +217,49 @@ class Pipeline:
             headers = ctx.response_headers()
             headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
             decoder = self._op.stream_decoder(translator, request)
-            relay = _Relay(self, ctx, request, runtime, target, stream, decoder)
+            relay = _Relay(self, ctx, request, runtime, target, stream, decoder, slot)
             return StreamingResponse(relay.chunks(), headers, relay.aclose)
         raise last or ServiceUnavailableError("no provider could take the request")
+
+    # ------------------------------------------------------------------ cache
+
+    async def _lookup(
+        self, ctx: RequestContext, request: ChatRequest, pinned: str | None
+    ) -> _CacheSlot | CachedAnswer | None:
+        """A cached answer, or the slot where this request's answer will be stored."""
+        cache = self._cache
+        if cache is None:
+            return None
+        controls = parse_controls(ctx.headers)
+        if not controls.store and not controls.lookup:
+            return None  # no-store: bypass
+        ctx.cache_status = "miss"
+        scope = None if self._shared_cache else (ctx.tenant or ANONYMOUS_SCOPE)
+        model = request.model if pinned is None else f"{pinned}/{request.model}"
+        key = cache_key(self._op.kind, request.body, model, scope)
+        if controls.lookup:
+            answer = await cache.get(key, controls)
+            if answer is not None:
+                return answer
+        return _CacheSlot(cache, key, controls)
+
+    def _answer_from_cache(
+        self, ctx: RequestContext, request: ChatRequest, answer: CachedAnswer
+    ) -> Response | StreamingResponse:
+        ctx.cache_status = f"hit-{answer.tier}"
+        ctx.provider = answer.provider
+        body = orjson.loads(answer.body)
+        usage = usage_from_openai(body.get("usage"))
+        saved = self._cost(body.get("model"), request.model, usage)
+        headers = ctx.response_headers()
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        self._metrics.active_dec()
+        self._finish(ctx, request, 200, usage, 0.0, None, saved=saved)
+        if request.stream:
+            events = replay_chunks(body, request.include_usage)
+            return StreamingResponse(_replay(events), headers, _nothing)
+        data = with_metadata(answer.body, answer.provider, answer.tier, ctx.elapsed_s(), 0.0)
+        return Response(200, data, headers)
 
     # ------------------------------------------------------------------ helpers
 
@@ -259,6 +307,7 @@ class Pipeline:
         usage: TokenUsage | None,
         cost: float | None,
         error: GatewayError | None,
+        saved: float | None = None,
     ) -> None:
         elapsed = ctx.elapsed_s()
         provider = ctx.provider or "none"
@@ -286,6 +335,8 @@ class Pipeline:
             "cost_usd": cost,
             "tenant": ctx.tenant,
         }
+        if saved is not None:
+            record["saved_cost_usd"] = saved
         if error is not None:
             record["error"] = error.message
             record["error_type"] = error_kind(error)
@@ -305,6 +356,7 @@ class _Relay:
     """
 
     __slots__ = (
+        "_assembler",
         "_ctx",
         "_decoder",
         "_done",
@@ -313,6 +365,7 @@ class _Relay:
         "_pipeline",
         "_request",
         "_runtime",
+        "_slot",
         "_status",
         "_stream",
         "_target",
@@ -327,8 +380,12 @@ class _Relay:
         target: Target,
         stream: UpstreamStream,
         decoder: StreamDecoder,
+        slot: _CacheSlot | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._slot = slot
+        # Only a stream that will be stored is assembled: the copy costs per chunk.
+        self._assembler = StreamAssembler() if slot is not None else None
         self._ctx = ctx
         self._request = request
         self._runtime = runtime
@@ -350,21 +407,34 @@ class _Relay:
     async def _relay(self) -> AsyncGenerator[bytes, None]:
         decoder = self._decoder
         try:
+            assembler = self._assembler
             async for data in self._stream.chunks():
                 out = decoder.feed(data)
                 if out:
+                    if assembler is not None:
+                        assembler.feed(out)
                     yield out
             tail = decoder.finish()
             if tail:
+                if assembler is not None:
+                    assembler.feed(tail)
                 yield tail
             self._failure = decoder.error
             self._status = 200 if decoder.error is None else decoder.error.status
+            self._store()
         except UpstreamError as error:
             self._failure = error
             self._status = error.status
             yield sse_error_event(error)
         finally:
             self._finish()
+
+    def _store(self) -> None:
+        if self._slot is None or self._assembler is None or self._failure is not None:
+            return
+        body = self._assembler.result()  # None for an incomplete or failed stream
+        if body is not None and storable(body):
+            self._slot.store(self._runtime.name, orjson.dumps(body))
 
     async def aclose(self) -> None:
         if self._gen is not None:
@@ -384,3 +454,59 @@ class _Relay:
         pipeline._metrics.active_dec()
         cost = pipeline._cost(None, self._target.model, decoder.usage)
         pipeline._finish(self._ctx, self._request, self._status, decoder.usage, cost, self._failure)
+
+
+ANONYMOUS_SCOPE = "anonymous"  # the tenant of requests that sent no key to an open gateway
+
+
+class _CacheSlot:
+    """Where a missed request's answer goes once it is complete and successful."""
+
+    __slots__ = ("_cache", "_controls", "key")
+
+    def __init__(self, cache: ResponseCache, key: str, controls: CacheControls) -> None:
+        self._cache = cache
+        self.key = key
+        self._controls = controls
+
+    def __repr__(self) -> str:
+        return f"_CacheSlot({self.key})"
+
+    def store(self, provider: str, body: bytes) -> None:
+        self._cache.put(self.key, provider, body, self._controls)
+
+
+def storable(body: Mapping[str, Any]) -> bool:
+    """Only whole answers: every choice finished by itself or to call tools (embeddings have
+    no choices and are always whole)."""
+    choices = body.get("choices")
+    if choices is None:
+        return "data" in body
+    return bool(choices) and all(
+        isinstance(c, dict) and c.get("finish_reason") in STORABLE_FINISH for c in choices
+    )
+
+
+def with_metadata(
+    body: bytes, provider: str, tier: str | None, elapsed_s: float, cost: float | None
+) -> bytes:
+    """The answer's JSON object with the seeds' ``metadata`` appended, without re-parsing."""
+    metadata = orjson.dumps(
+        {
+            "provider": provider,
+            "cached": tier is not None,
+            "cache_tier": tier,
+            "latency_ms": round(elapsed_s * 1000.0, 3),
+            "cost_usd": cost,
+        }
+    )
+    return body[:-1] + b',"metadata":' + metadata + b"}"
+
+
+async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
+
+
+async def _nothing() -> None:
+    """A replayed stream holds nothing to release: it was accounted when it was served."""

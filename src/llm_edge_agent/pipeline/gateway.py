@@ -15,6 +15,8 @@ import orjson
 
 from .. import __version__
 from ..auth import Authenticator
+from ..cache.memory import MemoryCache
+from ..cache.store import ResponseCache
 from ..config import Config
 from ..errors import GatewayError, NotFoundError, PayloadTooLargeError
 from ..observability.logs import AccessLog, get_logger
@@ -30,6 +32,8 @@ from .runtime import ProviderRuntime, build_runtime
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from ..cache.redis import RedisCache
 
 
 class Gateway:
@@ -55,6 +59,8 @@ class Gateway:
         self.pipelines: dict[str, Pipeline] = {}
         self._session: aiohttp.ClientSession | None = None
         self._models_body: bytes | None = None
+        self.cache: ResponseCache | None = None
+        self._l2: RedisCache | None = None
 
     def __repr__(self) -> str:
         return f"Gateway(providers={list(self.runtimes)}, {self.router!r})"
@@ -75,6 +81,7 @@ class Gateway:
             self.metrics.set_available(runtime.name, runtime.usable)
             if runtime.unsupported:
                 log.warning(runtime.unsupported, extra={"fields": {"provider": runtime.name}})
+        self.cache = await self._start_cache()
         self.pipelines = {
             name: Pipeline(
                 operation,
@@ -83,13 +90,45 @@ class Gateway:
                 self.pricing,
                 self.metrics,
                 self.access_log,
-                cache_enabled=self.config.cache.enabled,
+                cache=self.cache,
+                shared_cache=self.config.cache.shared,
                 log_prompts=self.config.observability.log_prompts,
             )
             for name, operation in default_operations().items()
         }
 
+    async def _start_cache(self) -> ResponseCache | None:
+        c = self.config.cache
+        if not c.enabled:
+            return None
+        l2: RedisCache | None = None
+        if c.redis_url:
+            from ..cache.redis import RedisCache
+
+            l2 = self._l2 = RedisCache(c.redis_url, on_outage=self._l2_outage)
+            await l2.start()
+        return ResponseCache(
+            MemoryCache(c.max_entries, c.max_bytes),
+            l2,
+            c.ttl_s,
+            on_lookup=self.metrics.cache_lookup,
+        )
+
+    def _l2_outage(self, down: bool) -> None:
+        """Once per outage, not per request: Redis down is logged and counted, then quiet."""
+        log = get_logger()
+        if down:
+            self.metrics.error("cache_l2_unavailable")
+            log.warning(
+                "L2 cache (Redis) is unreachable; serving from L1 and providers until it is back"
+            )
+        else:
+            log.info("L2 cache (Redis) is reachable again")
+
     async def close(self) -> None:
+        if self._l2 is not None:
+            await self._l2.drain()
+            await self._l2.close()
         self.access_log.flush()
         self.metrics.flush()
         if self._session is not None:
@@ -207,8 +246,9 @@ class Gateway:
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "version": __version__,
             "cache": {
+                "enabled": self.cache is not None,
                 "l1_healthy": True,
-                "l2_healthy": True,
+                "l2_healthy": self._l2.healthy if self._l2 is not None else True,
                 "l2_configured": self.config.cache.redis_url is not None,
             },
             "providers": providers,

@@ -24,6 +24,7 @@ from ..providers.base import Completion, StreamDecoder, Translator, UpstreamRequ
 
 class Operation(Protocol):
     path: str
+    kind: str  # the cache key's endpoint name
 
     def parse(self, raw: bytes, headers: Mapping[str, str]) -> ChatRequest: ...
 
@@ -40,6 +41,7 @@ class Operation(Protocol):
 
 class ChatOperation:
     path = "/v1/chat/completions"
+    kind = "chat"
 
     def parse(self, raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
         return parse_chat_request(raw, headers)

@@ -32,8 +32,9 @@ from llm_edge_agent.providers.anthropic import (
     THINKING_BUDGETS,
     AnthropicTranslator,
 )
-from llm_edge_agent.providers.anthropic_stream import FINISH_REASONS, AnthropicStream, SSEParser
+from llm_edge_agent.providers.anthropic_stream import FINISH_REASONS, AnthropicStream
 from llm_edge_agent.providers.base import StreamDecoder, Translator
+from llm_edge_agent.sse import SSEParser
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 REQUESTS = FIXTURES / "requests"

@@ -1,0 +1,196 @@
+"""The response cache (L1) through the real gateway, driven with the openai SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from ..fake_upstream import FakeUpstream, Reply, completion
+from ..gateway_process import GatewayProcess
+from .test_lifecycle import metric
+
+KEYS = ("sk-tenant-a", "sk-tenant-b")
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream_server: FakeUpstream) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(
+        f"""
+[[providers]]
+name = "fake"
+type = "openai_compatible"
+base_url = "{upstream_server.url}"
+models = ["gpt-*"]
+
+[auth]
+api_keys = ["{KEYS[0]}", "{KEYS[1]}"]
+
+[cache]
+enabled = true
+ttl_s = 600
+""",
+        cache=True,
+    )
+    yield process
+    process.cleanup()
+
+
+def client_for(gateway: GatewayProcess, key: str = KEYS[0]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_a_repeated_request_is_answered_from_l1_for_free(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    with client_for(gateway) as client:
+        first = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("cache me 1")
+        )
+        second = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("cache me 1")
+        )
+    assert first.headers["x-llm-edge-cache"] == "miss"
+    assert second.headers["x-llm-edge-cache"] == "hit-l1"
+    assert second.headers["x-llm-edge-provider"] == "fake"
+    assert len(upstream.requests) == 1
+    meta = second.http_response.json()["metadata"]
+    assert meta == {**meta, "cached": True, "cache_tier": "l1", "cost_usd": 0.0}
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert first.http_response.json()["metadata"]["cached"] is False
+
+
+def test_key_order_does_not_matter_but_any_output_changing_field_does(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    url = f"{gateway.url}/v1/chat/completions"
+    headers = {"authorization": f"Bearer {KEYS[0]}", "content-type": "application/json"}
+    a = b'{"model": "gpt-4o", "temperature": 0.5, "messages": [{"role": "user", "content": "order"}]}'
+    b = b'{"messages": [{"content": "order", "role": "user"}], "temperature": 0.5, "model": "gpt-4o"}'
+    c = b'{"model": "gpt-4o", "temperature": 0.6, "messages": [{"role": "user", "content": "order"}]}'
+    statuses = [
+        httpx.post(url, content=body, headers=headers).headers["x-llm-edge-cache"]
+        for body in (a, b, c)
+    ]
+    assert statuses == ["miss", "hit-l1", "miss"]
+    assert len(upstream.requests) == 2
+
+
+def test_streamed_and_plain_requests_share_entries_both_ways(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    with client_for(gateway) as client:
+        plain = client.chat.completions.create(model="gpt-4o", messages=ask("both ways 1"))
+        stream = client.chat.completions.create(
+            model="gpt-4o",
+            messages=ask("both ways 1"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == plain.choices[0].message.content
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 17
+        assert len(upstream.requests) == 1
+        # A streamed miss is assembled and stored, then answers a plain request.
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="gpt-4o", messages=ask("both ways 2"), stream=True
+            )
+            if c.choices
+        )
+        again = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("both ways 2")
+        )
+    assert again.headers["x-llm-edge-cache"] == "hit-l1"
+    assert again.parse().choices[0].message.content == streamed == "Hello world"
+    assert len(upstream.requests) == 2
+
+
+def test_tenants_never_share_entries(gateway: GatewayProcess, upstream: FakeUpstream) -> None:
+    with client_for(gateway, KEYS[0]) as a, client_for(gateway, KEYS[1]) as b:
+        a.chat.completions.create(model="gpt-4o", messages=ask("tenant prompt"))
+        raw = b.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("tenant prompt")
+        )
+        assert raw.headers["x-llm-edge-cache"] == "miss"
+        raw = b.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("tenant prompt")
+        )
+        assert raw.headers["x-llm-edge-cache"] == "hit-l1"
+    assert len(upstream.requests) == 2
+
+
+def test_cache_control_headers(gateway: GatewayProcess, upstream: FakeUpstream) -> None:
+    with client_for(gateway) as client:
+
+        def status(text: str, headers: dict[str, str] | None = None) -> str:
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=ask(text), extra_headers=headers or {}
+            )
+            return str(raw.headers["x-llm-edge-cache"])
+
+        assert status("no-store", {"cache-control": "no-store"}) == "bypass"
+        assert status("no-store") == "miss"  # nothing was stored
+        assert status("no-cache") == "miss"
+        assert status("no-cache", {"cache-control": "no-cache"}) == "miss"  # looked past, stored
+        assert status("no-cache") == "hit-l1"
+        assert status("max-age") == "miss"
+        assert status("max-age", {"cache-control": "max-age=3600"}) == "hit-l1"
+        assert status("ttl", {"x-llm-edge-cache-ttl": "0"}) == "miss"  # kept for 0 s
+        assert status("ttl") == "miss"
+    assert len(upstream.requests) == 7
+
+
+def test_errors_and_truncated_answers_are_never_cached(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    truncated = completion({"messages": ask("cut")}, "partial")
+    truncated["choices"][0]["finish_reason"] = "length"
+    upstream.push(Reply(status=500, json={"error": {"message": "down"}}))
+    with client_for(gateway) as client:
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="gpt-4o", messages=ask("fails first"))
+        ok = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("fails first")
+        )
+        assert ok.headers["x-llm-edge-cache"] == "miss"
+        upstream.push(Reply(json=truncated))
+        cut = client.chat.completions.create(model="gpt-4o", messages=ask("cut"))
+        assert cut.choices[0].finish_reason == "length"
+        again = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("cut")
+        )
+        assert again.headers["x-llm-edge-cache"] == "miss"
+    assert len(upstream.requests) == 4
+
+
+def test_hits_and_misses_are_counted_and_health_reports_the_cache(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    before = httpx.get(f"{gateway.url}/metrics").text
+    with client_for(gateway) as client:
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o", messages=ask("counted"))
+    after = httpx.get(f"{gateway.url}/metrics").text
+    hits = metric(after, "llm_edge_cache_hits_total", tier="l1") - metric(
+        before, "llm_edge_cache_hits_total", tier="l1"
+    )
+    misses = metric(after, "llm_edge_cache_misses_total", tier="l1") - metric(
+        before, "llm_edge_cache_misses_total", tier="l1"
+    )
+    assert (hits, misses) == (2, 1)
+    health = httpx.get(f"{gateway.url}/health").json()
+    assert health["cache"]["enabled"] is True and health["cache"]["l2_configured"] is False
+    log_lines = [r for r in gateway.log_lines() if r.get("cache") == "hit-l1"]
+    assert log_lines and all(r["cost_usd"] == 0.0 for r in log_lines)
+    assert json.dumps(log_lines[-1]).count("saved_cost_usd") == 1
