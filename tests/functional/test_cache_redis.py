@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -79,6 +80,12 @@ def test_two_replicas_share_entries_and_survive_redis_going_away(
             r for r in one.log_lines() if "L2 cache (Redis) is unreachable" in str(r.get("msg"))
         ]
         assert len(warnings) == 1  # once per outage, not per request
+        outages = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in httpx.get(f"{one.url}/metrics").text.splitlines()
+            if line.startswith("llm_edge_cache_l2_outages_total")
+        )
+        assert outages == 1
     finally:
         one.cleanup()
         two.cleanup()

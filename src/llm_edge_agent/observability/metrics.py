@@ -98,6 +98,11 @@ class Metrics:
             registry=None,
         )
         self.errors = Counter("llm_edge_request_errors", "Errors by type", ["type"], registry=None)
+        self.l2_outages = Counter(
+            "llm_edge_cache_l2_outages",
+            "Times the Redis cache tier became unreachable",
+            registry=None,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._models: set[str] = set()
         # Pending sums, written out by flush(): counter child -> amount; histogram child ->
@@ -200,6 +205,9 @@ class Metrics:
     def set_available(self, provider: str, available: bool) -> None:
         self._child(self.available, provider).set(1 if available else 0)
 
+    def l2_outage(self) -> None:
+        self.l2_outages.inc()  # rare: written at once, not batched
+
     def active_inc(self) -> None:
         self._active += 1
         self._timer.schedule()
@@ -231,6 +239,9 @@ class NullMetrics(Metrics):
         pass
 
     def set_available(self, provider: str, available: bool) -> None:
+        pass
+
+    def l2_outage(self) -> None:
         pass
 
     def active_inc(self) -> None:

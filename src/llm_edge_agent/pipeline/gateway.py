@@ -118,7 +118,7 @@ class Gateway:
         """Once per outage, not per request: Redis down is logged and counted, then quiet."""
         log = get_logger()
         if down:
-            self.metrics.error("cache_l2_unavailable")
+            self.metrics.l2_outage()
             log.warning(
                 "L2 cache (Redis) is unreachable; serving from L1 and providers until it is back"
             )
