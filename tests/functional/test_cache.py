@@ -194,3 +194,44 @@ def test_hits_and_misses_are_counted_and_health_reports_the_cache(
     log_lines = [r for r in gateway.log_lines() if r.get("cache") == "hit-l1"]
     assert log_lines and all(r["cost_usd"] == 0.0 for r in log_lines)
     assert json.dumps(log_lines[-1]).count("saved_cost_usd") == 1
+
+
+def test_a_burst_of_identical_requests_reaches_the_upstream_once(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    import concurrent.futures
+
+    upstream.push(Reply(delay_s=0.5))
+    body = {"model": "gpt-4o", "messages": ask("burst")}
+    headers = {"authorization": f"Bearer {KEYS[0]}"}
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        responses = list(
+            pool.map(
+                lambda _: httpx.post(
+                    f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=10
+                ),
+                range(50),
+            )
+        )
+    assert all(r.status_code == 200 for r in responses)
+    assert len({r.json()["choices"][0]["message"]["content"] for r in responses}) == 1
+    assert len(upstream.requests) == 1
+
+
+def test_the_first_client_leaving_does_not_cost_the_others_their_answer(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    import concurrent.futures
+
+    upstream.push(Reply(delay_s=0.6))
+    body = {"model": "gpt-4o", "messages": ask("leader leaves")}
+    headers = {"authorization": f"Bearer {KEYS[0]}"}
+    url = f"{gateway.url}/v1/chat/completions"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        impatient = pool.submit(httpx.post, url, json=body, headers=headers, timeout=0.2)
+        assert upstream.wait_for(lambda: len(upstream.requests) == 1)
+        patient = pool.submit(httpx.post, url, json=body, headers=headers, timeout=10)
+        with pytest.raises(httpx.TimeoutException):
+            impatient.result()
+        assert patient.result().status_code == 200
+    assert len(upstream.requests) == 1

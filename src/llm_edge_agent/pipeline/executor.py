@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 import orjson
 
+from ..cache.coalesce import Flights
 from ..cache.controls import CacheControls, parse_controls
 from ..cache.keys import cache_key
 from ..cache.replay import StreamAssembler, replay_chunks
@@ -82,6 +83,7 @@ class Pipeline:
     ) -> None:
         self._op = operation
         self._cache = cache
+        self._flights: Flights[_Fetched] = Flights()
         self._shared_cache = shared_cache
         self._router = router
         self._runtimes = runtimes
@@ -128,6 +130,34 @@ class Pipeline:
         deadline: float | None,
         slot: _CacheSlot | None,
     ) -> Response:
+        def fetch() -> Coroutine[Any, Any, _Fetched]:
+            return self._fetch(ctx, request, targets, deadline, slot)
+
+        if slot is None:
+            fetched, shared = await fetch(), False
+        else:
+            fetched, shared = await self._flights.join(slot.key, fetch)
+        ctx.provider = fetched.provider
+        if shared:  # another request's upstream call answered this one: it cost nothing
+            ctx.upstream_s = ctx.elapsed_s()
+        cost = 0.0 if shared else fetched.cost
+        body = with_metadata(fetched.answer, fetched.provider, None, ctx.elapsed_s(), cost)
+        headers = ctx.response_headers()
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        self._metrics.active_dec()
+        saved = fetched.cost if shared else None
+        self._finish(ctx, request, 200, fetched.usage, cost, None, saved=saved)
+        return Response(200, body, headers)
+
+    async def _fetch(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        targets: list[Target],
+        deadline: float | None,
+        slot: _CacheSlot | None,
+    ) -> _Fetched:
+        """The upstream answer, from the first target that gives one."""
         last: GatewayError | None = None
         for target in targets:
             usable = self._usable(target, ctx)
@@ -165,12 +195,7 @@ class Pipeline:
             answer = orjson.dumps(completion.body)
             if slot is not None and storable(completion.body):
                 slot.store(runtime.name, answer)
-            body = with_metadata(answer, runtime.name, None, ctx.elapsed_s(), cost)
-            headers = ctx.response_headers()
-            headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
-            self._metrics.active_dec()
-            self._finish(ctx, request, 200, completion.usage, cost, None)
-            return Response(200, body, headers)
+            return _Fetched(runtime.name, answer, completion.usage, cost)
         raise last or ServiceUnavailableError("no provider could take the request")
 
     # ------------------------------------------------------------------ streaming
@@ -510,3 +535,20 @@ async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
 
 async def _nothing() -> None:
     """A replayed stream holds nothing to release: it was accounted when it was served."""
+
+
+class _Fetched:
+    """An upstream answer, as bytes without ``metadata``, shareable between requests."""
+
+    __slots__ = ("answer", "cost", "provider", "usage")
+
+    def __init__(
+        self, provider: str, answer: bytes, usage: TokenUsage | None, cost: float | None
+    ) -> None:
+        self.provider = provider
+        self.answer = answer
+        self.usage = usage
+        self.cost = cost
+
+    def __repr__(self) -> str:
+        return f"_Fetched({self.provider!r}, {len(self.answer)} bytes)"
