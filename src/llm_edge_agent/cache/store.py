@@ -1,9 +1,10 @@
 """The response cache as the pipeline sees it: L1 in this process, then L2 in Redis.
 
 An entry is the provider's name, when it was stored (wall clock, so ``max-age`` holds
-across replicas) and the complete OpenAI answer body, as bytes:
-``provider \\n stored_at \\n body``. A hit is served by splicing the ``metadata`` object into
-the stored bytes, without parsing them again.
+across replicas), the answer's token usage and what it cost, and the complete OpenAI
+answer body, as bytes: ``provider \\n stored_at \\n usage \\n cost \\n body``. A plain hit
+is served by splicing the ``metadata`` object into the stored bytes and accounted from the
+header, so the body is never parsed again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ..pricing import TokenUsage
 from .controls import CacheControls
 from .memory import MemoryCache
 
@@ -30,31 +32,71 @@ class L2(Protocol):
 
 
 class CachedAnswer:
-    __slots__ = ("body", "provider", "stored_at", "tier")
+    __slots__ = ("body", "cost", "provider", "stored_at", "tier", "usage")
 
-    def __init__(self, provider: str, stored_at: float, body: bytes, tier: str) -> None:
+    def __init__(
+        self,
+        provider: str,
+        stored_at: float,
+        body: bytes,
+        tier: str,
+        usage: TokenUsage | None = None,
+        cost: float | None = None,
+    ) -> None:
         self.provider = provider
         self.stored_at = stored_at
         self.body = body
         self.tier = tier
+        self.usage = usage
+        self.cost = cost
 
     def __repr__(self) -> str:
         return f"CachedAnswer({self.tier}, {self.provider!r}, {len(self.body)} bytes)"
 
 
-def encode_entry(provider: str, stored_at: float, body: bytes) -> bytes:
-    return b"%s\n%r\n%s" % (provider.encode(), stored_at, body)
+def _usage_field(usage: TokenUsage | None) -> bytes:
+    if usage is None:
+        return b""
+    return b"%d,%d,%d,%d,%d" % (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
+
+
+def encode_entry(
+    provider: str,
+    stored_at: float,
+    body: bytes,
+    usage: TokenUsage | None = None,
+    cost: float | None = None,
+) -> bytes:
+    cost_field = b"" if cost is None else repr(cost).encode()
+    return b"%s\n%r\n%s\n%s\n%s" % (
+        provider.encode(),
+        stored_at,
+        _usage_field(usage),
+        cost_field,
+        body,
+    )
 
 
 def decode_entry(value: bytes, tier: str) -> CachedAnswer | None:
-    parts = value.split(b"\n", 2)
-    if len(parts) != 3:
+    """None for anything malformed (or written by another format): a miss, not an error."""
+    parts = value.split(b"\n", 4)
+    if len(parts) != 5:
         return None
+    provider, stored_at, usage_field, cost_field, body = parts
     try:
-        stored_at = float(parts[1])
+        stamp = float(stored_at)
+        counts = [int(n) for n in usage_field.split(b",")] if usage_field else None
+        cost = float(cost_field) if cost_field else None
     except ValueError:
         return None
-    return CachedAnswer(parts[0].decode(errors="replace"), stored_at, parts[2], tier)
+    usage = TokenUsage(*counts) if counts is not None and len(counts) == 5 else None
+    return CachedAnswer(provider.decode(errors="replace"), stamp, body, tier, usage, cost)
 
 
 class ResponseCache:
@@ -105,13 +147,21 @@ class ResponseCache:
             self.l1.put(key, value, remaining)  # an L2 hit fills L1
         return answer
 
-    def put(self, key: str, provider: str, body: bytes, controls: CacheControls) -> None:
+    def put(
+        self,
+        key: str,
+        provider: str,
+        body: bytes,
+        controls: CacheControls,
+        usage: TokenUsage | None = None,
+        cost: float | None = None,
+    ) -> None:
         if not controls.store:
             return
         ttl = controls.ttl_s if controls.ttl_s is not None else self.ttl_s
         if ttl <= 0:
             return
-        value = encode_entry(provider, self._now(), body)
+        value = encode_entry(provider, self._now(), body, usage, cost)
         self.l1.put(key, value, ttl)
         if self.l2 is not None:
             self.l2.put_later(key, value, ttl)

@@ -33,7 +33,6 @@ from ..observability.logs import AccessLog
 from ..observability.metrics import Metrics
 from ..pricing import PricingTable, TokenUsage
 from ..providers.base import StreamDecoder, Translator
-from ..providers.openai import usage_from_openai
 from ..routing import Router, Target
 from ..upstream.base import Transport, UpstreamStream
 from .context import RequestContext
@@ -194,7 +193,7 @@ class Pipeline:
             cost = self._cost(completion.body.get("model"), target.model, completion.usage)
             answer = orjson.dumps(completion.body)
             if slot is not None and storable(completion.body):
-                slot.store(runtime.name, answer)
+                slot.store(runtime.name, answer, completion.usage, cost)
             return _Fetched(runtime.name, answer, completion.usage, cost)
         raise last or ServiceUnavailableError("no provider could take the request")
 
@@ -273,15 +272,13 @@ class Pipeline:
     ) -> Response | StreamingResponse:
         ctx.cache_status = f"hit-{answer.tier}"
         ctx.provider = answer.provider
-        body = orjson.loads(answer.body)
-        usage = usage_from_openai(body.get("usage"))
-        saved = self._cost(body.get("model"), request.model, usage)
         headers = ctx.response_headers()
         headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
         self._metrics.active_dec()
-        self._finish(ctx, request, 200, usage, 0.0, None, saved=saved)
+        # A hit costs nothing; what the stored answer cost is the saving.
+        self._finish(ctx, request, 200, answer.usage, 0.0, None, saved=answer.cost)
         if request.stream:
-            events = replay_chunks(body, request.include_usage)
+            events = replay_chunks(orjson.loads(answer.body), request.include_usage)
             return StreamingResponse(_replay(events), headers, _nothing)
         data = with_metadata(answer.body, answer.provider, answer.tier, ctx.elapsed_s(), 0.0)
         return Response(200, data, headers)
@@ -459,7 +456,9 @@ class _Relay:
             return
         body = self._assembler.result()  # None for an incomplete or failed stream
         if body is not None and storable(body):
-            self._slot.store(self._runtime.name, orjson.dumps(body))
+            usage = self._decoder.usage
+            cost = self._pipeline._cost(body.get("model"), self._target.model, usage)
+            self._slot.store(self._runtime.name, orjson.dumps(body), usage, cost)
 
     async def aclose(self) -> None:
         if self._gen is not None:
@@ -497,8 +496,10 @@ class _CacheSlot:
     def __repr__(self) -> str:
         return f"_CacheSlot({self.key})"
 
-    def store(self, provider: str, body: bytes) -> None:
-        self._cache.put(self.key, provider, body, self._controls)
+    def store(
+        self, provider: str, body: bytes, usage: TokenUsage | None, cost: float | None
+    ) -> None:
+        self._cache.put(self.key, provider, body, self._controls, usage, cost)
 
 
 def storable(body: Mapping[str, Any]) -> bool:
