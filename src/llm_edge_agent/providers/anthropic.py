@@ -48,8 +48,9 @@ import orjson
 
 from ..errors import InvalidRequestError, UpstreamError
 from ..models import ChatRequest
-from .anthropic_stream import AnthropicStream, decode_message, error_fields, garbage
+from .anthropic_stream import AnthropicStream, decode_message, error_fields
 from .base import Completion, UpstreamRequest
+from .decoding import garbage
 from .http_errors import error_for_status
 
 DEFAULT_BASE_URL: Final = "https://api.anthropic.com"

@@ -21,6 +21,7 @@ from ..errors import UpstreamError
 from ..pricing import TokenUsage
 from ..sse import SSEParser
 from .chunks import ChunkWriter, completion_body
+from .decoding import garbage, token_count, with_tool_calls
 from .http_errors import error_for_status
 
 # Anthropic ``stop_reason`` -> OpenAI ``finish_reason``. ``pause_turn`` ends a turn that
@@ -55,27 +56,19 @@ UNKNOWN_ERROR_STATUS: Final = 500  # an unknown type in a stream: the provider's
 
 def finish_reason(stop_reason: Any, had_tool_calls: bool) -> str:
     reason = FINISH_REASONS.get(stop_reason, DEFAULT_FINISH) if stop_reason else DEFAULT_FINISH
-    # A turn that emitted tool calls and ended normally is a tool-call turn for OpenAI
-    # clients (they loop on finish_reason == "tool_calls").
-    if had_tool_calls and reason == "stop":
-        return "tool_calls"
-    return reason
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return with_tool_calls(reason, had_tool_calls)
 
 
 def usage_from_anthropic(usage: Any) -> TokenUsage | None:
     """OpenAI-convention usage: ``prompt_tokens`` counts fresh, cache-read and cache-write."""
     if not isinstance(usage, dict):
         return None
-    fresh = _count(usage.get("input_tokens"))
-    read = _count(usage.get("cache_read_input_tokens"))
-    written = _count(usage.get("cache_creation_input_tokens"))
-    output = _count(usage.get("output_tokens"))
+    fresh = token_count(usage.get("input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    written = token_count(usage.get("cache_creation_input_tokens"))
+    output = token_count(usage.get("output_tokens"))
     details = usage.get("output_tokens_details")
-    thinking = _count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+    thinking = token_count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
     return TokenUsage(
         prompt_tokens=fresh + read + written,
         completion_tokens=output,
@@ -107,10 +100,6 @@ def error_from_object(parsed: Any) -> tuple[str | None, str | None]:
     if isinstance(err, str):
         return None, err
     return None, None
-
-
-def garbage(provider: str, what: str) -> UpstreamError:
-    return UpstreamError(f"provider {provider!r} returned {what}", provider=provider)
 
 
 def decode_message(

@@ -34,6 +34,7 @@ from .bedrock_stream import (
     usage_from_bedrock,
 )
 from .chunks import ChunkWriter, completion_body
+from .decoding import garbage
 from .sigv4 import AwsCredentials, sign_request
 
 __all__ = ["AwsCredentials", "BedrockStream", "BedrockTranslator"]
@@ -99,12 +100,12 @@ class BedrockTranslator:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise self._malformed("a body that is not JSON") from exc
+            raise garbage(self.name, "a body that is not JSON") from exc
         output = parsed.get("output") if isinstance(parsed, dict) else None
         message = output.get("message") if isinstance(output, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
-            raise self._malformed("a malformed Converse response")
+            raise garbage(self.name, "a malformed Converse response")
         usage = usage_from_bedrock(parsed.get("usage"))
         answer = self._message(content)
         # The Converse body names no model: the executor fills in the target's model.
@@ -158,9 +159,6 @@ class BedrockTranslator:
 
     def _created(self) -> int:
         return int(self._clock().timestamp())
-
-    def _malformed(self, what: str) -> UpstreamError:
-        return UpstreamError(f"provider {self.name!r} returned {what}", provider=self.name)
 
     def _message(self, content: list[Any]) -> dict[str, Any]:
         texts: list[str] = []

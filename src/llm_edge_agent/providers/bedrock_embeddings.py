@@ -45,9 +45,10 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import InvalidRequestError, UpstreamError
+from ..errors import InvalidRequestError
 from ..pricing import TokenUsage
 from .base import UpstreamRequest
+from .decoding import garbage
 from .gemini_embeddings import estimate_tokens, openai_embeddings, texts_of, vector
 from .sigv4 import AwsCredentials, sign_request
 
@@ -171,9 +172,9 @@ def decode_embeddings(
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _malformed(provider, "a body that is not JSON") from exc
+        raise garbage(provider, "a body that is not JSON") from exc
     if not isinstance(parsed, dict):
-        raise _malformed(provider, "a malformed embeddings response")
+        raise garbage(provider, "a malformed embeddings response")
     if "embedding" in parsed:  # Titan: one vector
         vectors = [vector(parsed["embedding"], provider)]
         usage = _titan_usage(parsed.get("inputTextTokenCount"))
@@ -186,7 +187,7 @@ def decode_embeddings(
             else None
         )
     else:
-        raise _malformed(provider, "a malformed embeddings response")
+        raise garbage(provider, "a malformed embeddings response")
     return openai_embeddings(vectors, usage, encoding_format=encoding_format, model=model), usage
 
 
@@ -200,9 +201,5 @@ def _cohere_vectors(provider: str, embeddings: Any) -> list[list[float]]:
     if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
         embeddings = embeddings.get("float")
     if not isinstance(embeddings, list) or not embeddings:
-        raise _malformed(provider, "a malformed Cohere embeddings response")
+        raise garbage(provider, "a malformed Cohere embeddings response")
     return [vector(item, provider) for item in embeddings]
-
-
-def _malformed(provider: str, what: str) -> UpstreamError:
-    return UpstreamError(f"provider {provider!r} returned {what}", provider=provider)

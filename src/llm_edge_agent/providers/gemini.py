@@ -55,12 +55,12 @@ from ..errors import InvalidRequestError, UpstreamError
 from ..models import ChatRequest
 from . import gemini_embeddings
 from .base import Completion, UpstreamRequest
+from .decoding import garbage
 from .gemini_stream import (
     GeminiStream,
     decode_response,
     error_fields,
     error_from_fields,
-    garbage,
     signature_of,
 )
 

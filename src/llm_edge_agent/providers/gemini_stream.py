@@ -23,6 +23,7 @@ from ..errors import InvalidRequestError, UpstreamClientError, UpstreamError
 from ..pricing import TokenUsage
 from ..sse import SSEParser
 from .chunks import ChunkWriter, completion_body
+from .decoding import garbage, token_count, with_tool_calls
 from .http_errors import error_for_status
 
 # Gemini ``finishReason`` -> OpenAI ``finish_reason``; anything else (OTHER, LANGUAGE,
@@ -52,22 +53,12 @@ SIGNATURE_SEPARATOR: Final = "__ts__"
 Json = dict[str, Any]
 
 
-def garbage(provider: str, what: str) -> UpstreamError:
-    return UpstreamError(f"provider {provider!r} returned {what}", provider=provider)
-
-
 def finish_reason(reason: Any, had_tool_calls: bool) -> str:
     mapped = (
         FINISH_REASONS.get(reason, DEFAULT_FINISH) if isinstance(reason, str) else DEFAULT_FINISH
     )
-    # Gemini ends a function-calling turn with STOP; OpenAI clients loop on "tool_calls".
-    if had_tool_calls and mapped == "stop":
-        return "tool_calls"
-    return mapped
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # Gemini ends a function-calling turn with STOP.
+    return with_tool_calls(mapped, had_tool_calls)
 
 
 def usage_from_gemini(meta: Any) -> TokenUsage | None:
@@ -75,12 +66,12 @@ def usage_from_gemini(meta: Any) -> TokenUsage | None:
     billed as output but counted apart from ``candidatesTokenCount``, so they are added."""
     if not isinstance(meta, dict):
         return None
-    prompt = _count(meta.get("promptTokenCount"))
-    thoughts = _count(meta.get("thoughtsTokenCount"))
+    prompt = token_count(meta.get("promptTokenCount"))
+    thoughts = token_count(meta.get("thoughtsTokenCount"))
     return TokenUsage(
         prompt_tokens=prompt,
-        completion_tokens=_count(meta.get("candidatesTokenCount")) + thoughts,
-        cached_tokens=min(_count(meta.get("cachedContentTokenCount")), prompt),
+        completion_tokens=token_count(meta.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=min(token_count(meta.get("cachedContentTokenCount")), prompt),
         reasoning_tokens=thoughts,
     )
 
@@ -199,7 +190,7 @@ def decode_response(
         raise garbage(provider, "a response without candidates")
     response_id = str(parsed.get("responseId") or DEFAULT_RESPONSE_ID)
     ordered = sorted(
-        (c for c in candidates if isinstance(c, dict)), key=lambda c: _count(c.get("index"))
+        (c for c in candidates if isinstance(c, dict)), key=lambda c: token_count(c.get("index"))
     )
     if not ordered:
         raise garbage(provider, "a response without candidates")
