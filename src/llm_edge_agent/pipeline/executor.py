@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -157,20 +157,15 @@ class Pipeline:
         slot: _CacheSlot | None,
     ) -> _Fetched:
         """The upstream answer, from the first target that gives one."""
-        last: GatewayError | None = None
-        for target in targets:
-            usable = self._usable(target, ctx)
-            if isinstance(usable, GatewayError):
-                last = usable
-                continue
-            runtime, translator, transport = usable
+        failures: list[GatewayError] = []
+        for target, runtime, translator, transport in self._ready(targets, ctx, failures):
             upstream = self._op.encode(translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
             try:
                 response = await transport.send(upstream, runtime.timeouts.shortened(deadline))
             except UpstreamError as error:
-                last = self._attempt_failed(runtime, error)
+                failures.append(error)
                 continue
             finally:
                 runtime.in_flight -= 1
@@ -181,12 +176,12 @@ class Pipeline:
                 failure = translator.decode_error(response.status, response.body, response.headers)
                 if not failure.retryable:
                     raise failure
-                last = self._attempt_failed(runtime, failure)
+                failures.append(failure)
                 continue
             try:
                 completion = self._op.decode(translator, response.body, request)
             except UpstreamError as error:
-                last = self._attempt_failed(runtime, error)
+                failures.append(error)
                 continue
             if not completion.body.get("model"):
                 completion.body["model"] = target.model  # providers whose answers name none
@@ -195,7 +190,7 @@ class Pipeline:
             if slot is not None and storable(completion.body):
                 slot.store(runtime.name, answer, completion.usage, cost)
             return _Fetched(runtime.name, answer, completion.usage, cost)
-        raise last or ServiceUnavailableError("no provider could take the request")
+        raise _last(failures)
 
     # ------------------------------------------------------------------ streaming
 
@@ -207,13 +202,8 @@ class Pipeline:
         deadline: float | None,
         slot: _CacheSlot | None,
     ) -> StreamingResponse:
-        last: GatewayError | None = None
-        for target in targets:
-            usable = self._usable(target, ctx)
-            if isinstance(usable, GatewayError):
-                last = usable
-                continue
-            runtime, translator, transport = usable
+        failures: list[GatewayError] = []
+        for target, runtime, translator, transport in self._ready(targets, ctx, failures):
             upstream = self._op.encode(translator, request, target.model)
             runtime.in_flight += 1
             started = time.perf_counter()
@@ -225,16 +215,13 @@ class Pipeline:
                     finally:
                         stream.close()
                     raise translator.decode_error(stream.status, body, stream.headers)
-            except UpstreamError as error:
+            except BaseException as error:  # the slot is held on success only
                 runtime.in_flight -= 1
                 ctx.upstream_s += time.perf_counter() - started
-                if not error.retryable:
+                if not isinstance(error, UpstreamError) or not error.retryable:
                     raise
-                last = self._attempt_failed(runtime, error)
+                failures.append(error)
                 continue
-            except BaseException:
-                runtime.in_flight -= 1
-                raise
             waited = time.perf_counter() - started
             ctx.upstream_s += waited
             self._metrics.upstream_latency(runtime.name, waited)
@@ -243,7 +230,7 @@ class Pipeline:
             decoder = self._op.stream_decoder(translator, request)
             relay = _Relay(self, ctx, request, runtime, target, stream, decoder, slot)
             return StreamingResponse(relay.chunks(), headers, relay.aclose)
-        raise last or ServiceUnavailableError("no provider could take the request")
+        raise _last(failures)
 
     # ------------------------------------------------------------------ cache
 
@@ -285,6 +272,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ helpers
 
+    def _ready(
+        self, targets: list[Target], ctx: RequestContext, failures: list[GatewayError]
+    ) -> Iterator[tuple[Target, ProviderRuntime, Translator, Transport]]:
+        """The targets that can take the request now, in order; the others' reasons go to
+        ``failures`` (the last failure is what the client sees if no target answers)."""
+        for target in targets:
+            usable = self._usable(target, ctx)
+            if isinstance(usable, GatewayError):
+                failures.append(usable)
+            else:
+                yield (target, *usable)
+
     def _usable(
         self, target: Target, ctx: RequestContext
     ) -> tuple[ProviderRuntime, Translator, Transport] | GatewayError:
@@ -307,10 +306,6 @@ class Pipeline:
                 f"provider {runtime.name!r} is at its max_concurrency", code="provider_busy"
             )
         return runtime, translator, transport
-
-    def _attempt_failed(self, runtime: ProviderRuntime, error: UpstreamError) -> UpstreamError:
-        # Failover accounting (logged and counted per attempt) arrives with resilience.
-        return error
 
     def _cost(self, reported: Any, model: str, usage: TokenUsage | None) -> float | None:
         if usage is None:
@@ -553,3 +548,9 @@ class _Fetched:
 
     def __repr__(self) -> str:
         return f"_Fetched({self.provider!r}, {len(self.answer)} bytes)"
+
+
+def _last(failures: list[GatewayError]) -> GatewayError:
+    return (
+        failures[-1] if failures else ServiceUnavailableError("no provider could take the request")
+    )

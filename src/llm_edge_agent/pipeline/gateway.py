@@ -59,6 +59,7 @@ class Gateway:
         self.pipelines: dict[str, Pipeline] = {}
         self._session: aiohttp.ClientSession | None = None
         self._models_body: bytes | None = None
+        self._models_by_id: dict[str, dict[str, Any]] = {}
         self.cache: ResponseCache | None = None
         self._l2: RedisCache | None = None
 
@@ -181,14 +182,15 @@ class Gateway:
         return await pipeline.handle(ctx, raw)
 
     def models(self, ctx: RequestContext, model_id: str | None = None) -> Response:
-        listed = self._listed_models()
+        if self._models_body is None:  # the configuration is fixed: list once
+            listed = self._listed_models()
+            self._models_by_id = {entry["id"]: entry for entry in listed}
+            self._models_body = orjson.dumps({"object": "list", "data": listed})
         if model_id is None:
-            if self._models_body is None:
-                self._models_body = orjson.dumps({"object": "list", "data": listed})
             return Response(200, self._models_body, ctx.response_headers())
-        for entry in listed:
-            if entry["id"] == model_id:
-                return Response(200, orjson.dumps(entry), ctx.response_headers())
+        entry = self._models_by_id.get(model_id)
+        if entry is not None:
+            return Response(200, orjson.dumps(entry), ctx.response_headers())
         try:
             targets = self.router.resolve(model_id)
         except GatewayError as error:
