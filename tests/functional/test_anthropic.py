@@ -50,12 +50,6 @@ models = ["claude-*"]
     process.cleanup()
 
 
-@pytest.fixture
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="c", max_retries=0) as c:
-        yield c
-
-
 def test_completion_is_translated_both_ways_with_cached_token_cost(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:

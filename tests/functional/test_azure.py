@@ -14,7 +14,7 @@ USER = [{"role": "user", "content": "hello azure"}]
 
 
 @pytest.fixture(scope="module")
-def azure_gateway(upstream_server: FakeUpstream) -> Iterator[GatewayProcess]:
+def gateway(upstream_server: FakeUpstream) -> Iterator[GatewayProcess]:
     root = upstream_server.url.removesuffix("/v1")
     process = GatewayProcess(
         f"""
@@ -37,12 +37,6 @@ models = ["pinned-*"]
     )
     yield process
     process.cleanup()
-
-
-@pytest.fixture
-def client(azure_gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{azure_gateway.url}/v1", api_key="c", max_retries=0) as c:
-        yield c
 
 
 def test_chat_goes_to_the_deployment_url_with_the_api_key(

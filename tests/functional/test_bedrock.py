@@ -46,12 +46,6 @@ models = ["anthropic.*"]
     process.cleanup()
 
 
-@pytest.fixture
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="c", max_retries=0) as c:
-        yield c
-
-
 def test_converse_request_is_signed_and_the_answer_translated(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:

@@ -41,12 +41,6 @@ models = ["gemini-*"]
     process.cleanup()
 
 
-@pytest.fixture
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="c", max_retries=0) as c:
-        yield c
-
-
 def test_generate_content_is_translated_with_cached_and_thinking_tokens(
     client: openai.OpenAI, upstream: FakeUpstream
 ) -> None:
