@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .config import Config, RouteConfig
@@ -235,12 +235,22 @@ class Router:
         prefix = f"{provider}/"
         return [Target(provider, model[len(prefix) :] if model.startswith(prefix) else model)]
 
-    def listed_models(self) -> list[tuple[str, str]]:
-        """(model id, owner) for ``/v1/models``: route aliases, then literal model names."""
+    def listed_models(self, known: Iterable[str] = ()) -> list[tuple[str, str]]:
+        """(model id, owner) for ``/v1/models``: route aliases, literal model names, and
+        the ``known`` model names admitted by a glob with a literal prefix (``gpt-4o*``)."""
         out: list[tuple[str, str]] = [(name, "llm-edge-agent") for name in self._routes]
         seen = {name for name, _ in out}
+
+        def add(model: str, owner: str) -> None:
+            if model not in seen:
+                seen.add(model)
+                out.append((model, owner))
+
         for name, glob in self._raw_globs:
-            if glob not in seen and not any(c in glob for c in "*?["):
-                seen.add(glob)
-                out.append((glob, name))
+            if not any(c in glob for c in "*?["):
+                add(glob, name)
+            elif glob[0] not in "*?[":
+                for model in known:
+                    if fnmatch.fnmatchcase(model, glob):
+                        add(model, name)
         return out

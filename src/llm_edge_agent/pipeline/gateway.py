@@ -7,7 +7,6 @@ framework: ``server/`` calls these methods and writes their ``Response`` objects
 
 from __future__ import annotations
 
-import fnmatch
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -145,11 +144,6 @@ class Gateway:
                 f"{self.max_body_bytes} bytes (limits.max_body_bytes)"
             )
 
-    def too_large(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"request body exceeds the limit of {self.max_body_bytes} bytes (limits.max_body_bytes)"
-        )
-
     def reject(self, ctx: RequestContext, error: GatewayError) -> Response:
         """An error before any pipeline ran (auth, size, routing of the path)."""
         self.metrics.error(error.code or error.type)
@@ -203,26 +197,10 @@ class Gateway:
         return Response(200, orjson.dumps(entry), ctx.response_headers())
 
     def _listed_models(self) -> list[dict[str, Any]]:
-        """Route aliases, literal model names, and known models that a glob admits."""
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-
-        def add(model: str, owner: str) -> None:
-            if model not in seen:
-                seen.add(model)
-                out.append({"id": model, "object": "model", "created": 0, "owned_by": owner})
-
-        for name in self.router.route_names():
-            add(name, "llm-edge-agent")
-        for provider in self.config.providers:
-            for glob in provider.models:
-                if not any(c in glob for c in "*?["):
-                    add(glob, provider.name)
-                elif glob[0] not in "*?[":  # a glob with a literal prefix: list known models
-                    for known in DEFAULT_PRICES:
-                        if fnmatch.fnmatchcase(known, glob):
-                            add(known, provider.name)
-        return out
+        return [
+            {"id": model, "object": "model", "created": 0, "owned_by": owner}
+            for model, owner in self.router.listed_models(DEFAULT_PRICES)
+        ]
 
     def health(self) -> Response:
         providers: dict[str, Any] = {}

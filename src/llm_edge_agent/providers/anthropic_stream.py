@@ -21,7 +21,7 @@ from ..errors import UpstreamError
 from ..pricing import TokenUsage
 from ..sse import SSEParser
 from .chunks import ChunkWriter, completion_body
-from .decoding import garbage, token_count, with_tool_calls
+from .decoding import garbage, json_event, token_count, with_tool_calls
 from .http_errors import error_for_status
 
 # Anthropic ``stop_reason`` -> OpenAI ``finish_reason``. ``pause_turn`` ends a turn that
@@ -244,12 +244,7 @@ class AnthropicStream:
         for name, data in events:
             if self.ended or self.error is not None:
                 break  # nothing after the end marker or an error reaches the client
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise garbage(self._provider, "a stream event that is not JSON") from exc
-            if not isinstance(event, dict):
-                raise garbage(self._provider, "a stream event that is not a JSON object")
+            event = json_event(self._provider, data)
             kind = event.get("type") or name.decode("utf-8", "replace")
             out.append(self._event(kind, event))
         return b"".join(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ..errors import UpstreamError
 
 
@@ -22,3 +24,14 @@ def with_tool_calls(reason: str, had_tool_calls: bool) -> str:
     clients, which loop on ``finish_reason == "tool_calls"`` (Anthropic and Gemini may
     report a plain end of turn)."""
     return "tool_calls" if had_tool_calls and reason == "stop" else reason
+
+
+def json_event(provider: str, data: bytes) -> dict[str, Any]:
+    """One streamed event's JSON object, or the 502 for a provider sending something else."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise garbage(provider, "a stream event that is not JSON") from exc
+    if not isinstance(event, dict):
+        raise garbage(provider, "a stream event that is not a JSON object")
+    return event

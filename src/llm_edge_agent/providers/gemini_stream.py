@@ -23,7 +23,7 @@ from ..errors import InvalidRequestError, UpstreamClientError, UpstreamError
 from ..pricing import TokenUsage
 from ..sse import SSEParser
 from .chunks import ChunkWriter, completion_body
-from .decoding import garbage, token_count, with_tool_calls
+from .decoding import garbage, json_event, token_count, with_tool_calls
 from .http_errors import error_for_status
 
 # Gemini ``finishReason`` -> OpenAI ``finish_reason``; anything else (OTHER, LANGUAGE,
@@ -329,13 +329,7 @@ class GeminiStream:
         for _, data in events:
             if self.error is not None:
                 break  # nothing after an error reaches the client
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise garbage(self._provider, "a stream event that is not JSON") from exc
-            if not isinstance(chunk, dict):
-                raise garbage(self._provider, "a stream event that is not a JSON object")
-            out.append(self._chunk(chunk))
+            out.append(self._chunk(json_event(self._provider, data)))
         return b"".join(out)
 
     def _out(self, chunk: Json) -> ChunkWriter:
