@@ -95,6 +95,22 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """``[resilience]``, and a provider's ``resilience`` table overriding any of its keys."""
+
+    max_retries: int = 2  # per target, after the first attempt
+    backoff_base_ms: float = 100.0  # the first retry's delay; doubles each retry, full jitter
+    backoff_max_ms: float = 5_000.0  # the longest backoff delay
+    retry_after_max_s: float = 30.0  # a longer Retry-After is not waited for: next target
+    deadline_s: float = 300.0  # the whole request, every attempt and wait included
+    breaker_failure_threshold: int = 5  # consecutive failures that open the circuit
+    breaker_failure_ratio: float = 0.0  # > 0: also open when this share of the window failed
+    breaker_window_s: float = 60.0  # the window of the ratio rule
+    breaker_min_requests: int = 20  # the ratio rule needs at least this many in the window
+    breaker_open_s: float = 30.0  # open this long, then half-open: one probe
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
     type: str
@@ -116,6 +132,9 @@ class ProviderConfig:
     region: str | None = None
     latency_ms: float = 0.0
     fail_rate: float = 0.0
+    resilience: ResilienceConfig | None = None  # None: the global [resilience]
+    health_check_interval_s: float = 0.0  # > 0: probe the provider this often
+    health_check_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +151,31 @@ class RouteConfig:
     targets: tuple[TargetConfig, ...] = ()
     fallbacks: tuple[str, ...] = ()
     hedge_after_ms: float = 0.0
+    hedge_percentile: float = 0.0  # > 0: hedge after this percentile of the target's latency
 
 
 @dataclass(frozen=True, slots=True)
-class ResilienceConfig:
-    max_retries: int = 2
-    backoff_base_ms: float = 100.0
-    breaker_failure_threshold: int = 5
-    breaker_open_s: float = 30.0
+class RuleConfig:
+    """``[[rules]]``: the first rule whose every condition holds picks ``route``."""
+
+    route: str
+    models: tuple[str, ...] = ()  # globs on the requested model
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case name -> glob
+    keys: tuple[str, ...] = ()  # client key ids (as logged as "tenant")
+    teams: tuple[str, ...] = ()
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)  # request metadata field -> glob
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """``[models."glob"]``: what a model can serve, for capability-aware routing."""
+
+    context_window: int | None = None  # tokens, prompt and output together
+    max_output_tokens: int | None = None
+    tools: bool | None = None
+    vision: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +191,7 @@ class CacheConfig:
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +224,8 @@ class Config:
     server: ServerConfig = ServerConfig()
     providers: tuple[ProviderConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    models: Mapping[str, ModelInfo] = field(default_factory=dict)
     resilience: ResilienceConfig = ResilienceConfig()
     cache: CacheConfig = CacheConfig()
     auth: AuthConfig = AuthConfig()
@@ -345,13 +384,13 @@ def _positive(t: _Table, name: str, value: float, allow_zero: bool = False) -> N
 def parse_config(raw: Mapping[str, Any]) -> Config:
     root = _Table(dict(raw), "")
     server = _parse_server(root.table("server"))
-    providers = tuple(_parse_provider(t) for t in root.tables("providers"))
+    resilience = _parse_resilience(root.table("resilience"), ResilienceConfig())
+    providers = tuple(_parse_provider(t, resilience) for t in root.tables("providers"))
     routes = tuple(_parse_route(t) for t in root.tables("routes"))
-    resilience = _parse_resilience(root.table("resilience"))
+    rules = tuple(_parse_rule(t) for t in root.tables("rules"))
+    models = _parse_models(root.table("models"))
     cache = _parse_cache(root.table("cache"))
-    auth_t = root.table("auth")
-    auth = AuthConfig(api_keys=auth_t.str_list("api_keys"))
-    auth_t.finish()
+    auth = _parse_auth(root.table("auth"))
     limits = _parse_limits(root.table("limits"))
     observability = _parse_observability(root.table("observability"))
     pricing = _parse_pricing(root.table("pricing"))
@@ -360,6 +399,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         server=server,
         providers=providers,
         routes=routes,
+        rules=rules,
+        models=models,
         resilience=resilience,
         cache=cache,
         auth=auth,
@@ -385,7 +426,7 @@ def _parse_server(t: _Table) -> ServerConfig:
     return c
 
 
-def _parse_provider(t: _Table) -> ProviderConfig:
+def _parse_provider(t: _Table, resilience: ResilienceConfig) -> ProviderConfig:
     name = t.get("name", str, "")
     if not name:
         raise ConfigError(t._path("name"), "is required (a unique provider name)")
@@ -419,7 +460,15 @@ def _parse_provider(t: _Table) -> ProviderConfig:
         region=t.opt("region", str),
         latency_ms=t.get("latency_ms", float, d.latency_ms),
         fail_rate=t.get("fail_rate", float, d.fail_rate),
+        resilience=(
+            _parse_resilience(t.table("resilience"), resilience) if "resilience" in t.data else None
+        ),
+        health_check_interval_s=t.get("health_check_interval_s", float, d.health_check_interval_s),
+        health_check_timeout_s=t.get("health_check_timeout_s", float, d.health_check_timeout_s),
     )
+    t.used.add("resilience")
+    _positive(t, "health_check_interval_s", c.health_check_interval_s, allow_zero=True)
+    _positive(t, "health_check_timeout_s", c.health_check_timeout_s)
     for key in ("timeout_s", "connect_timeout_s", "stream_idle_timeout_s", "max_concurrency"):
         _positive(t, key, getattr(c, key))
     _positive(t, "latency_ms", c.latency_ms, allow_zero=True)
@@ -464,26 +513,105 @@ def _parse_route(t: _Table) -> RouteConfig:
         targets=tuple(targets),
         fallbacks=t.str_list("fallbacks"),
         hedge_after_ms=t.get("hedge_after_ms", float, 0.0),
+        hedge_percentile=t.get("hedge_percentile", float, 0.0),
     )
     _positive(t, "hedge_after_ms", c.hedge_after_ms, allow_zero=True)
+    if not 0.0 <= c.hedge_percentile < 100.0:
+        raise ConfigError(
+            t._path("hedge_percentile"), f"must be >= 0 and < 100, got {c.hedge_percentile}"
+        )
     t.finish()
     return c
 
 
-def _parse_resilience(t: _Table) -> ResilienceConfig:
-    d = ResilienceConfig()
+def _parse_resilience(t: _Table, d: ResilienceConfig) -> ResilienceConfig:
     c = ResilienceConfig(
         max_retries=t.get("max_retries", int, d.max_retries),
         backoff_base_ms=t.get("backoff_base_ms", float, d.backoff_base_ms),
+        backoff_max_ms=t.get("backoff_max_ms", float, d.backoff_max_ms),
+        retry_after_max_s=t.get("retry_after_max_s", float, d.retry_after_max_s),
+        deadline_s=t.get("deadline_s", float, d.deadline_s),
         breaker_failure_threshold=t.get(
             "breaker_failure_threshold", int, d.breaker_failure_threshold
         ),
+        breaker_failure_ratio=t.get("breaker_failure_ratio", float, d.breaker_failure_ratio),
+        breaker_window_s=t.get("breaker_window_s", float, d.breaker_window_s),
+        breaker_min_requests=t.get("breaker_min_requests", int, d.breaker_min_requests),
         breaker_open_s=t.get("breaker_open_s", float, d.breaker_open_s),
     )
-    _positive(t, "max_retries", c.max_retries, allow_zero=True)
-    _positive(t, "backoff_base_ms", c.backoff_base_ms, allow_zero=True)
-    _positive(t, "breaker_failure_threshold", c.breaker_failure_threshold)
+    for key in ("max_retries", "backoff_base_ms", "backoff_max_ms", "retry_after_max_s"):
+        _positive(t, key, getattr(c, key), allow_zero=True)
+    for key in ("deadline_s", "breaker_failure_threshold", "breaker_window_s"):
+        _positive(t, key, getattr(c, key))
+    _positive(t, "breaker_min_requests", c.breaker_min_requests)
     _positive(t, "breaker_open_s", c.breaker_open_s, allow_zero=True)
+    if not 0.0 <= c.breaker_failure_ratio <= 1.0:
+        raise ConfigError(
+            t._path("breaker_failure_ratio"),
+            f"must be between 0 and 1, got {c.breaker_failure_ratio}",
+        )
+    t.finish()
+    return c
+
+
+def _parse_rule(t: _Table) -> RuleConfig:
+    route = t.get("route", str, "")
+    if not route:
+        raise ConfigError(t._path("route"), "is required (the route this rule picks)")
+    headers = _str_table(t.table("headers"))
+    metadata = _str_table(t.table("metadata"))
+    model = t.get("model", str, "")
+    c = RuleConfig(
+        route=route,
+        models=(model,) if model else t.str_list("models"),
+        headers={k.lower(): v for k, v in headers.items()},
+        keys=t.str_list("keys"),
+        teams=t.str_list("teams"),
+        min_prompt_tokens=t.opt("min_prompt_tokens", int),
+        max_prompt_tokens=t.opt("max_prompt_tokens", int),
+        metadata=metadata,
+    )
+    t.used.add("models")
+    for key in ("min_prompt_tokens", "max_prompt_tokens"):
+        value = getattr(c, key)
+        if value is not None:
+            _positive(t, key, value, allow_zero=True)
+    t.finish()
+    return c
+
+
+def _str_table(t: _Table) -> dict[str, str]:
+    for k, v in t.data.items():
+        if not isinstance(v, str):
+            raise ConfigError(t._path(k), f"expected string, got {_kind(v)}")
+    return dict(t.data)
+
+
+def _parse_models(t: _Table) -> dict[str, ModelInfo]:
+    models: dict[str, ModelInfo] = {}
+    for name in list(t.data):
+        m = t.table(name)
+        info = ModelInfo(
+            context_window=m.opt("context_window", int),
+            max_output_tokens=m.opt("max_output_tokens", int),
+            tools=m.opt("tools", bool),
+            vision=m.opt("vision", bool),
+        )
+        for key in ("context_window", "max_output_tokens"):
+            value = getattr(info, key)
+            if value is not None:
+                _positive(m, key, value)
+        m.finish()
+        models[name] = info
+    t.finish()
+    return models
+
+
+def _parse_auth(t: _Table) -> AuthConfig:
+    teams_t = t.table("teams")
+    teams = {name: teams_t.str_list(name) for name in list(teams_t.data)}
+    teams_t.finish()
+    c = AuthConfig(api_keys=t.str_list("api_keys"), teams=teams)
     t.finish()
     return c
 
@@ -724,6 +852,18 @@ def validate(config: Config) -> None:
                 raise ConfigError(
                     f"{key}.targets[{j}].provider", f"unknown provider {t.provider!r}"
                 )
+    for i, rule in enumerate(config.rules):
+        if rule.route not in route_names:
+            raise ConfigError(f"rules[{i}].route", f"unknown route {rule.route!r}")
+        for team in rule.teams:
+            if team not in config.auth.teams:
+                raise ConfigError(f"rules[{i}].teams", f"unknown team {team!r} (see [auth.teams])")
+    for i, p in enumerate(config.providers):
+        if p.health_check_interval_s > 0 and p.type == "bedrock":
+            raise ConfigError(
+                f"providers[{i}].health_check_interval_s",
+                "active health checks are not available for bedrock (no free probe endpoint)",
+            )
     for i, r in enumerate(config.routes):
         for j, fb in enumerate(r.fallbacks):
             if fb not in route_names:

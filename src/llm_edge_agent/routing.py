@@ -8,20 +8,19 @@ Resolution, first match wins (INTERFACE §4):
 4. the first provider whose ``models`` globs match the name.
 
 The target lists are immutable and built once per model name (memoized, bounded: names
-come from clients); a strategy only reorders them per request. Strategies are plain
-objects with one ``order`` method so more of them slot in without touching resolution.
+come from clients); a strategy (``strategies.py``) only reorders them per request, from
+live load facts (a ``LoadView``) and the request's size.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
 
 from .config import Config, RouteConfig
 from .errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from .strategies import NO_SIZE, LoadView, RequestSize, StaticView, make_strategy
 
 MEMO_MAX_ENTRIES = 4096
 
@@ -52,67 +51,6 @@ class Target:
         return hash((self.provider, self.model, self.route))
 
 
-class Strategy(Protocol):
-    def order(self, targets: Sequence[Target]) -> Sequence[Target]: ...
-
-
-class Failover:
-    """Priority order, as configured."""
-
-    def order(self, targets: Sequence[Target]) -> Sequence[Target]:
-        return targets
-
-    def __repr__(self) -> str:
-        return "Failover()"
-
-
-class RoundRobin:
-    def __init__(self) -> None:
-        self._counter = itertools.count()
-
-    def order(self, targets: Sequence[Target]) -> Sequence[Target]:
-        if len(targets) < 2:
-            return targets
-        start = next(self._counter) % len(targets)
-        return [*targets[start:], *targets[:start]]
-
-    def __repr__(self) -> str:
-        return "RoundRobin()"
-
-
-class SmoothWeighted:
-    """Nginx's smooth weighted round robin: an even interleaving that honours weights."""
-
-    def __init__(self, targets: Sequence[Target]) -> None:
-        self._current = [0.0] * len(targets)
-
-    def order(self, targets: Sequence[Target]) -> Sequence[Target]:
-        if len(targets) < 2:
-            return targets
-        total = 0.0
-        best = 0
-        for i, target in enumerate(targets):
-            self._current[i] += target.weight
-            total += target.weight
-            if self._current[i] > self._current[best]:
-                best = i
-        self._current[best] -= total
-        return [targets[best], *targets[:best], *targets[best + 1 :]]
-
-    def __repr__(self) -> str:
-        return f"SmoothWeighted({self._current})"
-
-
-def make_strategy(route: RouteConfig, targets: Sequence[Target]) -> Strategy:
-    if route.strategy == "round_robin":
-        return RoundRobin()
-    if route.strategy == "weighted":
-        return SmoothWeighted(targets)
-    # least_busy, latency and cost arrive with the resilience/routing work; until then
-    # they keep the configured priority order.
-    return Failover()
-
-
 class _Route:
     __slots__ = ("config", "strategy", "targets")
 
@@ -121,7 +59,7 @@ class _Route:
         self.targets = tuple(
             Target(t.provider, t.model, t.weight, route=config.model) for t in config.targets
         )
-        self.strategy = make_strategy(config, self.targets)
+        self.strategy = make_strategy(config.strategy, self.targets)
 
 
 class _Resolution:
@@ -133,13 +71,13 @@ class _Resolution:
         self.routes = tuple(routes)
         self.static = tuple(static)
 
-    def targets(self) -> list[Target]:
+    def targets(self, view: LoadView, size: RequestSize) -> list[Target]:
         if not self.routes:
             return list(self.static)
         out: list[Target] = []
         seen: set[tuple[str, str]] = set()
         for route in self.routes:
-            for target in route.strategy.order(route.targets):
+            for target in route.strategy.order(route.targets, view, size):
                 if (target.provider, target.model) not in seen:
                     seen.add((target.provider, target.model))
                     out.append(target)
@@ -147,7 +85,8 @@ class _Resolution:
 
 
 class Router:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, view: LoadView | None = None) -> None:
+        self.view: LoadView = view or StaticView()
         self._providers = [p.name for p in config.providers]
         self._provider_set = frozenset(self._providers)
         self._raw_globs = [(p.name, g) for p in config.providers for g in p.models]
@@ -183,7 +122,9 @@ class Router:
             stack.extend(route.config.fallbacks)
         return out
 
-    def resolve(self, model: str, pinned: str | None = None) -> list[Target]:
+    def resolve(
+        self, model: str, pinned: str | None = None, size: RequestSize = NO_SIZE
+    ) -> list[Target]:
         if not self._providers:
             raise ServiceUnavailableError(
                 "no provider is configured: set a provider key (e.g. OPENAI_API_KEY) or add "
@@ -198,7 +139,7 @@ class Router:
             if len(self._memo) >= MEMO_MAX_ENTRIES:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[model] = resolution
-        targets = resolution.targets()
+        targets = resolution.targets(self.view, size)
         if not targets:
             raise NotFoundError(
                 f"model {model!r} is not served by this gateway (no route or provider matches it)",

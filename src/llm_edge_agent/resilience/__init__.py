@@ -1,0 +1,1 @@
+"""Resilience: retries and backoff, circuit breakers, latency tracking, health probes."""
