@@ -36,6 +36,7 @@ Each generated answer is appended to ``answers`` so tests can compare what the c
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -679,6 +680,7 @@ def midstream_error(dialect: str) -> bytes:
 
 
 # How many events of a stream carry the first text piece (see ``midstream_error``).
+MIDSTREAM_PAUSE_S: Final = 0.05
 MIDSTREAM_PREFIX: Final = {"openai": 2, "azure": 3, "anthropic": 4, "gemini": 1, "bedrock": 2}
 
 RENDER: Final = {
@@ -765,9 +767,14 @@ class FakeProviders(FakeUpstream):
         response = web.StreamResponse(headers={"Content-Type": content_type})
         await response.prepare(request)
         events = to_events(seen, answer, self._serial)
-        if "FAIL-MIDSTREAM" in seen.last_user_text:
+        cut = "FAIL-MIDSTREAM" in seen.last_user_text
+        if cut:
             events = [*events[: MIDSTREAM_PREFIX[seen.dialect]], midstream_error(seen.dialect)]
-        for event in events:
+        for i, event in enumerate(events):
+            if cut and i == len(events) - 1:
+                # The error comes after the first content has reached the client (not in
+                # the same read), so the gateway can no longer fail over.
+                await asyncio.sleep(MIDSTREAM_PAUSE_S)
             await response.write(event)
         await response.write_eof()
         self.completed_streams += 1

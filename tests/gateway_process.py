@@ -27,12 +27,22 @@ class GatewayProcess:
         metrics_port: int = 0,
         args: tuple[str, ...] = (),
         cache: bool = False,
+        resilience: bool = False,
     ) -> None:
         # Most tests send the same prompt again and again and expect the upstream to see
         # each one: they run with the response cache off unless they ask for it (or their
         # config has a [cache] table of its own).
         if config is not None and not cache and "[cache]" not in config:
             config += "\n[cache]\nenabled = false\n"
+        # Likewise, tests of error mapping expect each failure to reach the client as it
+        # is: no retries, no circuit opening halfway through a module, no 429 cooldown
+        # (a longer Retry-After than the cap is not waited for). The resilience
+        # tests ask for it (or bring their own [resilience] table).
+        if config is not None and not resilience and "[resilience]" not in config:
+            config += (
+                "\n[resilience]\nmax_retries = 0\nbreaker_failure_threshold = 1000000\n"
+                "retry_after_max_s = 0\n"
+            )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.TemporaryDirectory(prefix="llm-edge-test-")

@@ -99,7 +99,7 @@ class ResilienceConfig:
     """``[resilience]``, and a provider's ``resilience`` table overriding any of its keys."""
 
     max_retries: int = 2  # per target, after the first attempt
-    backoff_base_ms: float = 100.0  # the first retry's delay; doubles each retry, full jitter
+    backoff_base_ms: float = 100.0  # the first retry's delay; doubles each retry (equal jitter)
     backoff_max_ms: float = 5_000.0  # the longest backoff delay
     retry_after_max_s: float = 30.0  # a longer Retry-After is not waited for: next target
     deadline_s: float = 300.0  # the whole request, every attempt and wait included

@@ -109,6 +109,10 @@ class Router:
     def route_names(self) -> list[str]:
         return list(self._routes)
 
+    def route_config(self, name: str | None) -> RouteConfig | None:
+        route = self._routes.get(name) if name is not None else None
+        return route.config if route is not None else None
+
     def _chain(self, name: str) -> list[_Route]:
         """The route, then its fallbacks in order, then theirs (breadth first), each once."""
         out: list[_Route] = []

@@ -98,9 +98,10 @@ def test_throttling_inside_the_stream_ends_with_an_error_event(
     case = fixture("stream_throttling_exception.json")
     frames = case["frames"]
     assert isinstance(frames, list)
-    upstream.push(
-        Reply(events=[encode_event(f["headers"], orjson.dumps(f["payload"])) for f in frames])
-    )
+    # The frames arrive apart, so the content reaches the client before the exception: too
+    # late to fail over (a failure before the first content is retried: test_resilience).
+    events = [encode_event(f["headers"], orjson.dumps(f["payload"])) for f in frames]
+    upstream.push(Reply(events=events, event_delay_s=0.05))
     stream = client.chat.completions.create(model=MODEL, messages=USER, stream=True)
     with pytest.raises(openai.APIError):
         for _ in stream:

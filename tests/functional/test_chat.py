@@ -341,7 +341,8 @@ def test_upstream_error_event_inside_a_stream_reaches_the_client(
             events=[
                 chunk("gpt-4o", {"role": "assistant", "content": "Hi"}),
                 sse({"error": {"message": "model overloaded mid-stream", "type": "server_error"}}),
-            ]
+            ],
+            event_delay_s=0.05,  # the content reaches the client before the error
         )
     )
     stream = client.chat.completions.create(model="gpt-4o", messages=USER, stream=True)

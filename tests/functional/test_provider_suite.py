@@ -152,8 +152,10 @@ name = "{provider.name}"
 type = "{provider.name}"
 {provider.config.format(root=fake_server.root)}
 
-[resilience]
+[resilience]  # error mapping, one failure at a time: no retries, breaker or cooldown
 max_retries = 0
+breaker_failure_threshold = 1000000
+retry_after_max_s = 0
 
 [cache]
 enabled = false

@@ -103,6 +103,24 @@ class Metrics:
             "Times the Redis cache tier became unreachable",
             registry=None,
         )
+        self.retries = Counter(
+            "llm_edge_retries",
+            "Retries of the same provider after a failure",
+            ["provider"],
+            registry=None,
+        )
+        self.failovers = Counter(
+            "llm_edge_failovers",
+            "Times a request gave up on a provider and went to the next target",
+            ["provider"],
+            registry=None,
+        )
+        self.hedges = Counter(
+            "llm_edge_hedges",
+            "Hedged requests: started, and whether the hedge (won) or the first (lost) answered",
+            ["outcome"],
+            registry=None,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._models: set[str] = set()
         # Pending sums, written out by flush(): counter child -> amount; histogram child ->
@@ -208,6 +226,15 @@ class Metrics:
     def l2_outage(self) -> None:
         self.l2_outages.inc()  # rare: written at once, not batched
 
+    def retry(self, provider: str) -> None:
+        self._add(self.retries, 1, provider)
+
+    def failover(self, provider: str) -> None:
+        self._add(self.failovers, 1, provider)
+
+    def hedge(self, outcome: str) -> None:
+        self._add(self.hedges, 1, outcome)
+
     def active_inc(self) -> None:
         self._active += 1
         self._timer.schedule()
@@ -242,6 +269,15 @@ class NullMetrics(Metrics):
         pass
 
     def l2_outage(self) -> None:
+        pass
+
+    def retry(self, provider: str) -> None:
+        pass
+
+    def failover(self, provider: str) -> None:
+        pass
+
+    def hedge(self, outcome: str) -> None:
         pass
 
     def active_inc(self) -> None:

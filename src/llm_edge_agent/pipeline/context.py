@@ -6,6 +6,7 @@ import itertools
 import os
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 MAX_REQUEST_ID_CHARS = 128
 
@@ -27,6 +28,7 @@ class RequestContext:
     __slots__ = (
         "cache_status",
         "headers",
+        "journey",
         "model",
         "provider",
         "request_id",
@@ -45,6 +47,7 @@ class RequestContext:
         self.provider: str | None = None
         self.cache_status = "bypass"
         self.upstream_s = 0.0  # time spent waiting on providers
+        self.journey: Any = None  # the attempts' story (``attempts.Journey``), once routed
 
     def __repr__(self) -> str:
         return (

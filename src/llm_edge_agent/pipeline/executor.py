@@ -2,16 +2,16 @@
 in order, answer (JSON or a relayed stream), account. ``operations.py`` says what differs
 between chat completions, embeddings and legacy completions.
 
-The target loop is the seed of the resilience executor: a target that is unusable, full,
-unreachable or failing (5xx, 429, timeout, garbage) hands over to the next one; a
-client-caused upstream 4xx is the client's answer and stops the loop.
+Which target answers, with what retries, breakers, failover and hedging, is decided by
+the resilience executor (``attempts.py``); this module supplies one try on one target (send
+and decode, or open a stream and hold it until its first content, ``priming.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from ..cache.controls import CacheControls, parse_controls
 from ..cache.keys import cache_key
 from ..cache.replay import StreamAssembler, replay_chunks
 from ..cache.store import STORABLE_FINISH, CachedAnswer, ResponseCache
+from ..config import ResilienceConfig
 from ..errors import (
     GatewayError,
     InvalidRequestError,
@@ -32,11 +33,14 @@ from ..models import ChatRequest
 from ..observability.logs import AccessLog
 from ..observability.metrics import Metrics
 from ..pricing import PricingTable, TokenUsage
-from ..providers.base import StreamDecoder, Translator
+from ..providers.base import Translator
+from ..resilience.backoff import Deadline
 from ..routing import Router, Target
-from ..upstream.base import Transport, UpstreamStream
+from ..upstream.base import Timeouts, Transport
+from .attempts import Attempts, Events, Journey, Usable, UsableCheck
 from .context import RequestContext
 from .operations import Operation
+from .priming import PrimedStream, prime
 from .responses import Response, StreamingResponse, error_response, sse_error_event
 from .runtime import ProviderRuntime
 
@@ -79,8 +83,14 @@ class Pipeline:
         cache: ResponseCache | None = None,
         shared_cache: bool = False,
         log_prompts: bool = False,
+        deadline_s: float = ResilienceConfig().deadline_s,
+        events: Events | None = None,
     ) -> None:
         self._op = operation
+        self._deadline_s = deadline_s
+        events = events or Events()
+        self._plain: Attempts[_Fetched] = Attempts(_ignore, events)
+        self._streams: Attempts[_Opened] = Attempts(_Opened.discard, events)
         self._cache = cache
         self._flights: Flights[_Fetched] = Flights()
         self._shared_cache = shared_cache
@@ -102,7 +112,7 @@ class Pipeline:
             ctx.model = request.model
             pinned = ctx.headers.get("x-llm-edge-provider")
             targets = self._router.resolve(request.model, pinned)
-            deadline = deadline_s(ctx.headers)
+            deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
             slot = await self._lookup(ctx, request, pinned)
             if isinstance(slot, CachedAnswer):
                 return self._answer_from_cache(ctx, request, slot)
@@ -126,7 +136,7 @@ class Pipeline:
         ctx: RequestContext,
         request: ChatRequest,
         targets: list[Target],
-        deadline: float | None,
+        deadline: Deadline,
         slot: _CacheSlot | None,
     ) -> Response:
         def fetch() -> Coroutine[Any, Any, _Fetched]:
@@ -153,44 +163,66 @@ class Pipeline:
         ctx: RequestContext,
         request: ChatRequest,
         targets: list[Target],
-        deadline: float | None,
+        deadline: Deadline,
         slot: _CacheSlot | None,
     ) -> _Fetched:
-        """The upstream answer, from the first target that gives one."""
-        failures: list[GatewayError] = []
-        for target, runtime, translator, transport in self._ready(targets, ctx, failures):
-            upstream = self._op.encode(translator, request, target.model)
-            runtime.in_flight += 1
-            started = time.perf_counter()
-            try:
-                response = await transport.send(upstream, runtime.timeouts.shortened(deadline))
-            except UpstreamError as error:
-                failures.append(error)
-                continue
-            finally:
-                runtime.in_flight -= 1
-                waited = time.perf_counter() - started
-                ctx.upstream_s += waited
-            self._metrics.upstream_latency(runtime.name, waited)
-            if response.status != 200:
-                failure = translator.decode_error(response.status, response.body, response.headers)
-                if not failure.retryable:
-                    raise failure
-                failures.append(failure)
-                continue
-            try:
-                completion = self._op.decode(translator, response.body, request)
-            except UpstreamError as error:
-                failures.append(error)
-                continue
-            if not completion.body.get("model"):
-                completion.body["model"] = target.model  # providers whose answers name none
-            cost = self._cost(completion.body.get("model"), target.model, completion.usage)
-            answer = orjson.dumps(completion.body)
-            if slot is not None and storable(completion.body):
-                slot.store(runtime.name, answer, completion.usage, cost)
-            return _Fetched(runtime.name, answer, completion.usage, cost)
-        raise _last(failures)
+        """The upstream answer, from the first target that gives one (``attempts.py``)."""
+
+        async def attempt(
+            target: Target,
+            runtime: ProviderRuntime,
+            translator: Translator,
+            transport: Transport,
+            timeouts: Timeouts,
+        ) -> _Fetched:
+            return await self._send(
+                ctx, request, slot, target, runtime, translator, transport, timeouts
+            )
+
+        journey = ctx.journey = Journey()
+        return await self._plain.run(
+            ctx,
+            targets,
+            deadline,
+            journey,
+            attempt,
+            self._usable_for(ctx, request),
+            self._hedge_s(targets),
+        )
+
+    async def _send(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        slot: _CacheSlot | None,
+        target: Target,
+        runtime: ProviderRuntime,
+        translator: Translator,
+        transport: Transport,
+        timeouts: Timeouts,
+    ) -> _Fetched:
+        """One try on one target."""
+        upstream = self._op.encode(translator, request, target.model)
+        runtime.in_flight += 1
+        started = time.perf_counter()
+        try:
+            response = await transport.send(upstream, timeouts)
+        finally:
+            runtime.in_flight -= 1
+            waited = time.perf_counter() - started
+            ctx.upstream_s += waited
+        self._metrics.upstream_latency(runtime.name, waited)
+        if response.status != 200:
+            raise translator.decode_error(response.status, response.body, response.headers)
+        completion = self._op.decode(translator, response.body, request)
+        runtime.latency.observe(waited, waited)
+        if not completion.body.get("model"):
+            completion.body["model"] = target.model  # providers whose answers name none
+        cost = self._cost(completion.body.get("model"), target.model, completion.usage)
+        answer = orjson.dumps(completion.body)
+        if slot is not None and storable(completion.body):
+            slot.store(runtime.name, answer, completion.usage, cost)
+        return _Fetched(runtime.name, answer, completion.usage, cost)
 
     # ------------------------------------------------------------------ streaming
 
@@ -199,38 +231,75 @@ class Pipeline:
         ctx: RequestContext,
         request: ChatRequest,
         targets: list[Target],
-        deadline: float | None,
+        deadline: Deadline,
         slot: _CacheSlot | None,
     ) -> StreamingResponse:
-        failures: list[GatewayError] = []
-        for target, runtime, translator, transport in self._ready(targets, ctx, failures):
-            upstream = self._op.encode(translator, request, target.model)
-            runtime.in_flight += 1
-            started = time.perf_counter()
+        """The first target's stream that produces content; a failure before that is
+        retried or failed over like any other (``priming.py``)."""
+
+        async def attempt(
+            target: Target,
+            runtime: ProviderRuntime,
+            translator: Translator,
+            transport: Transport,
+            timeouts: Timeouts,
+        ) -> _Opened:
+            return await self._open(
+                ctx, request, deadline, target, runtime, translator, transport, timeouts
+            )
+
+        journey = ctx.journey = Journey()
+        opened = await self._streams.run(
+            ctx,
+            targets,
+            deadline,
+            journey,
+            attempt,
+            self._usable_for(ctx, request),
+            self._hedge_s(targets),
+        )
+        ctx.provider = opened.runtime.name
+        headers = ctx.response_headers()
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        relay = _Relay(self, ctx, request, opened, slot)
+        return StreamingResponse(relay.chunks(), headers, relay.aclose)
+
+    async def _open(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        deadline: Deadline,
+        target: Target,
+        runtime: ProviderRuntime,
+        translator: Translator,
+        transport: Transport,
+        timeouts: Timeouts,
+    ) -> _Opened:
+        """One try on one target: open the stream and hold it until its first content.
+        On success the bulkhead slot stays held until the relay ends."""
+        upstream = self._op.encode(translator, request, target.model)
+        runtime.in_flight += 1
+        started = time.perf_counter()
+        try:
+            stream = await transport.open_stream(upstream, timeouts)
             try:
-                stream = await transport.open_stream(upstream, runtime.timeouts.shortened(deadline))
                 if stream.status != 200:
-                    try:
-                        body = await stream.read()
-                    finally:
-                        stream.close()
+                    body = await stream.read()
                     raise translator.decode_error(stream.status, body, stream.headers)
-            except BaseException as error:  # the slot is held on success only
-                runtime.in_flight -= 1
-                ctx.upstream_s += time.perf_counter() - started
-                if not isinstance(error, UpstreamError) or not error.retryable:
-                    raise
-                failures.append(error)
-                continue
-            waited = time.perf_counter() - started
-            ctx.upstream_s += waited
-            self._metrics.upstream_latency(runtime.name, waited)
-            headers = ctx.response_headers()
-            headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
-            decoder = self._op.stream_decoder(translator, request)
-            relay = _Relay(self, ctx, request, runtime, target, stream, decoder, slot)
-            return StreamingResponse(relay.chunks(), headers, relay.aclose)
-        raise _last(failures)
+                decoder = self._op.stream_decoder(translator, request)
+                primed = await prime(stream, decoder, runtime.name, deadline.remaining_s())
+            except BaseException:
+                stream.close()
+                raise
+        except BaseException:
+            runtime.in_flight -= 1
+            ctx.upstream_s += time.perf_counter() - started
+            raise
+        waited = time.perf_counter() - started
+        ctx.upstream_s += waited
+        self._metrics.upstream_latency(runtime.name, waited)
+        runtime.latency.observe(waited, waited)
+        return _Opened(target, runtime, primed)
 
     # ------------------------------------------------------------------ cache
 
@@ -272,21 +341,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ helpers
 
-    def _ready(
-        self, targets: list[Target], ctx: RequestContext, failures: list[GatewayError]
-    ) -> Iterator[tuple[Target, ProviderRuntime, Translator, Transport]]:
-        """The targets that can take the request now, in order; the others' reasons go to
-        ``failures`` (the last failure is what the client sees if no target answers)."""
-        for target in targets:
-            usable = self._usable(target, ctx)
-            if isinstance(usable, GatewayError):
-                failures.append(usable)
-            else:
-                yield (target, *usable)
+    def _usable_for(self, ctx: RequestContext, request: ChatRequest) -> UsableCheck:
+        def usable(target: Target) -> Usable | GatewayError:
+            return self._usable(target, ctx, request)
+
+        return usable
 
     def _usable(
-        self, target: Target, ctx: RequestContext
-    ) -> tuple[ProviderRuntime, Translator, Transport] | GatewayError:
+        self, target: Target, ctx: RequestContext, request: ChatRequest
+    ) -> Usable | GatewayError:
         """The target's provider ready to take the request, or why it cannot."""
         runtime = self._runtimes[target.provider]
         ctx.provider = runtime.name
@@ -301,11 +364,20 @@ class Pipeline:
                 param="model",
                 code="unsupported_endpoint",
             )
-        if runtime.full:
-            return ServiceUnavailableError(
-                f"provider {runtime.name!r} is at its max_concurrency", code="provider_busy"
-            )
         return runtime, translator, transport
+
+    def _hedge_s(self, targets: list[Target]) -> float | None:
+        """How long the first sequence runs alone before a hedge starts, if the route
+        hedges: ``hedge_after_ms``, or ``hedge_percentile`` of the first target's latency."""
+        route = self._router.route_config(targets[0].route) if targets else None
+        if route is None:
+            return None
+        if route.hedge_after_ms > 0:
+            return route.hedge_after_ms / 1000.0
+        if route.hedge_percentile > 0:
+            stats = self._runtimes[targets[0].provider].latency
+            return stats.percentile(route.hedge_percentile)
+        return None
 
     def _cost(self, reported: Any, model: str, usage: TokenUsage | None) -> float | None:
         if usage is None:
@@ -354,12 +426,33 @@ class Pipeline:
         }
         if saved is not None:
             record["saved_cost_usd"] = saved
+        if ctx.journey is not None:
+            record.update(ctx.journey.fields())
         if error is not None:
             record["error"] = error.message
             record["error_type"] = error_kind(error)
         if self._log_prompts and request is not None:
             record["messages"] = request.body.get("messages")
         self._log.write(record)
+
+
+class _Opened:
+    """A stream that produced its first content, on the target that produced it."""
+
+    __slots__ = ("primed", "runtime", "target")
+
+    def __init__(self, target: Target, runtime: ProviderRuntime, primed: PrimedStream) -> None:
+        self.target = target
+        self.runtime = runtime
+        self.primed = primed
+
+    def __repr__(self) -> str:
+        return f"_Opened({self.runtime.name!r}, {self.primed!r})"
+
+    def discard(self) -> None:
+        """A hedge's second stream, not relayed: release the connection and the slot."""
+        self.primed.close()
+        self.runtime.in_flight -= 1
 
 
 class _Relay:
@@ -375,17 +468,14 @@ class _Relay:
     __slots__ = (
         "_assembler",
         "_ctx",
-        "_decoder",
         "_done",
         "_failure",
         "_gen",
+        "_opened",
         "_pipeline",
         "_request",
-        "_runtime",
         "_slot",
         "_status",
-        "_stream",
-        "_target",
     )
 
     def __init__(
@@ -393,10 +483,7 @@ class _Relay:
         pipeline: Pipeline,
         ctx: RequestContext,
         request: ChatRequest,
-        runtime: ProviderRuntime,
-        target: Target,
-        stream: UpstreamStream,
-        decoder: StreamDecoder,
+        opened: _Opened,
         slot: _CacheSlot | None = None,
     ) -> None:
         self._pipeline = pipeline
@@ -405,37 +492,41 @@ class _Relay:
         self._assembler = StreamAssembler() if slot is not None else None
         self._ctx = ctx
         self._request = request
-        self._runtime = runtime
-        self._target = target
-        self._stream = stream
-        self._decoder = decoder
+        self._opened = opened
         self._status = CLIENT_CLOSED
         self._failure: GatewayError | None = None
         self._done = False
         self._gen: AsyncGenerator[bytes, None] | None = None
 
     def __repr__(self) -> str:
-        return f"_Relay({self._runtime.name!r}, status={self._status}, done={self._done})"
+        return f"_Relay({self._opened!r}, status={self._status}, done={self._done})"
 
     def chunks(self) -> AsyncIterator[bytes]:
         self._gen = self._relay()
         return self._gen
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        decoder = self._decoder
+        primed = self._opened.primed
+        decoder = primed.decoder
+        assembler = self._assembler
         try:
-            assembler = self._assembler
-            async for data in self._stream.chunks():
-                out = decoder.feed(data)
-                if out:
-                    if assembler is not None:
-                        assembler.feed(out)
-                    yield out
-            tail = decoder.finish()
-            if tail:
+            for out in primed.held:
                 if assembler is not None:
-                    assembler.feed(tail)
-                yield tail
+                    assembler.feed(out)
+                yield out
+            primed.held = []
+            if not primed.ended:
+                async for data in primed.chunks:
+                    out = decoder.feed(data)
+                    if out:
+                        if assembler is not None:
+                            assembler.feed(out)
+                        yield out
+                tail = decoder.finish()
+                if tail:
+                    if assembler is not None:
+                        assembler.feed(tail)
+                    yield tail
             self._failure = decoder.error
             self._status = 200 if decoder.error is None else decoder.error.status
             self._store()
@@ -451,9 +542,10 @@ class _Relay:
             return
         body = self._assembler.result()  # None for an incomplete or failed stream
         if body is not None and storable(body):
-            usage = self._decoder.usage
-            cost = self._pipeline._cost(body.get("model"), self._target.model, usage)
-            self._slot.store(self._runtime.name, orjson.dumps(body), usage, cost)
+            usage = self._opened.primed.decoder.usage
+            model = self._opened.target.model
+            cost = self._pipeline._cost(body.get("model"), model, usage)
+            self._slot.store(self._opened.runtime.name, orjson.dumps(body), usage, cost)
 
     async def aclose(self) -> None:
         if self._gen is not None:
@@ -464,14 +556,20 @@ class _Relay:
         if self._done:
             return
         self._done = True
-        decoder = self._decoder
+        opened = self._opened
+        decoder = opened.primed.decoder
         if self._status == CLIENT_CLOSED and decoder.complete and self._failure is None:
             self._status = 200  # the client left after the whole answer reached it
-        self._stream.close()
-        self._runtime.in_flight -= 1
+        if self._failure is not None and self._failure.retryable:
+            # Cut or failed after its first content: too late to fail over, but it counts.
+            permit = opened.runtime.breaker.admit()
+            if permit is not None:
+                permit.failure()
+        opened.primed.stream.close()
+        opened.runtime.in_flight -= 1
         pipeline = self._pipeline
         pipeline._metrics.active_dec()
-        cost = pipeline._cost(None, self._target.model, decoder.usage)
+        cost = pipeline._cost(None, opened.target.model, decoder.usage)
         pipeline._finish(self._ctx, self._request, self._status, decoder.usage, cost, self._failure)
 
 
@@ -550,7 +648,5 @@ class _Fetched:
         return f"_Fetched({self.provider!r}, {len(self.answer)} bytes)"
 
 
-def _last(failures: list[GatewayError]) -> GatewayError:
-    return (
-        failures[-1] if failures else ServiceUnavailableError("no provider could take the request")
-    )
+def _ignore(fetched: _Fetched) -> None:
+    """A hedge's second answer holds nothing to release (its cost was counted)."""

@@ -24,7 +24,9 @@ from ..pricing import DEFAULT_PRICES, ModelPrice, PricingTable
 from ..routing import Router
 from ..upstream.base import Timeouts, Transport
 from .context import RequestContext
+from .events import GatewayEvents, circuit_changed
 from .executor import Pipeline
+from .load import RuntimeView
 from .operations import default_operations
 from .responses import Response, StreamingResponse, error_response
 from .runtime import ProviderRuntime, build_runtime
@@ -39,13 +41,14 @@ class Gateway:
     def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
         self.config = config
         self.authenticator = Authenticator(config.auth.api_keys)
-        self.router = Router(config)
         self.pricing = PricingTable(
             overrides={
                 name: ModelPrice(p.input, p.output, p.cached_input, p.cache_write, p.reasoning)
                 for name, p in config.pricing.items()
             }
         )
+        self.runtimes: dict[str, ProviderRuntime] = {}
+        self.router = Router(config, RuntimeView(self.runtimes, self.pricing))
         obs = config.observability
         self.metrics = (
             metrics if metrics is not None else (Metrics() if obs.enable_metrics else NullMetrics())
@@ -54,7 +57,6 @@ class Gateway:
             enabled=obs.log_level in ("debug", "info"), json=obs.log_format == "json"
         )
         self.max_body_bytes = config.limits.max_body_bytes
-        self.runtimes: dict[str, ProviderRuntime] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self._session: aiohttp.ClientSession | None = None
         self._models_body: bytes | None = None
@@ -75,13 +77,22 @@ class Gateway:
         def http_transport(name: str, timeouts: Timeouts) -> Transport:
             return AiohttpTransport(session, name, timeouts)
 
-        self.runtimes = {p.name: build_runtime(p, http_transport) for p in self.config.providers}
+        metrics = self.metrics
+
+        def on_circuit(provider: str, state: str) -> None:
+            circuit_changed(metrics, provider, state)
+
+        for p in self.config.providers:  # the router's view holds this very dict
+            self.runtimes[p.name] = build_runtime(
+                p, http_transport, self.config.resilience, on_circuit
+            )
         log = get_logger()
         for runtime in self.runtimes.values():
             self.metrics.set_available(runtime.name, runtime.usable)
             if runtime.unsupported:
                 log.warning(runtime.unsupported, extra={"fields": {"provider": runtime.name}})
         self.cache = await self._start_cache()
+        events = GatewayEvents(self.metrics)
         self.pipelines = {
             name: Pipeline(
                 operation,
@@ -93,6 +104,8 @@ class Gateway:
                 cache=self.cache,
                 shared_cache=self.config.cache.shared,
                 log_prompts=self.config.observability.log_prompts,
+                deadline_s=self.config.resilience.deadline_s,
+                events=events,
             )
             for name, operation in default_operations().items()
         }
@@ -207,14 +220,14 @@ class Gateway:
         for name, runtime in self.runtimes.items():
             providers[name] = {
                 "configured": True,
-                "healthy": runtime.usable,
-                "circuit": "closed",
+                "healthy": runtime.usable and runtime.breaker.state != "open",
+                "circuit": runtime.breaker.state,
                 "type": runtime.type,
                 "in_flight": runtime.in_flight,
             }
             if runtime.unsupported:
                 providers[name]["message"] = runtime.unsupported
-        usable = sum(1 for r in self.runtimes.values() if r.usable)
+        usable = sum(1 for p in providers.values() if p["healthy"])
         if usable == 0:
             status = "unhealthy"
         elif usable < len(self.runtimes):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import DEFAULT_AWS_REGION, DEFAULT_BASE_URLS, ProviderConfig
+from ..config import DEFAULT_AWS_REGION, DEFAULT_BASE_URLS, ProviderConfig, ResilienceConfig
 from ..providers.anthropic import AnthropicTranslator
 from ..providers.azure import AzureTranslator
 from ..providers.base import Translator
@@ -12,6 +12,9 @@ from ..providers.bedrock import BedrockTranslator
 from ..providers.gemini import GeminiTranslator
 from ..providers.openai import OpenAITranslator
 from ..providers.sigv4 import AwsCredentials
+from ..resilience.backoff import RetryPolicy
+from ..resilience.breaker import CircuitBreaker
+from ..resilience.latency import LatencyStats
 from ..upstream.base import Timeouts, Transport
 from ..upstream.mock import MockTransport
 
@@ -26,10 +29,17 @@ def base_url_for(config: ProviderConfig) -> str:
 
 
 class ProviderRuntime:
+    """One provider (deployment) in one worker: how to talk to it, and what is known
+    about it now (in flight, circuit, latency)."""
+
     __slots__ = (
+        "breaker",
         "config",
         "in_flight",
+        "latency",
         "name",
+        "resilience",
+        "retry",
         "timeouts",
         "translator",
         "transport",
@@ -43,8 +53,20 @@ class ProviderRuntime:
         translator: Translator | None,
         transport: Transport | None,
         unsupported: str | None = None,
+        resilience: ResilienceConfig | None = None,
+        on_circuit: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
+        self.resilience = config.resilience or resilience or ResilienceConfig()
+        name = config.name
+
+        def changed(state: str) -> None:
+            if on_circuit is not None:
+                on_circuit(name, state)
+
+        self.breaker = CircuitBreaker.from_config(self.resilience, on_change=changed)
+        self.retry = RetryPolicy.from_config(self.resilience)
+        self.latency = LatencyStats()
         self.name = config.name
         self.type = config.type
         self.translator = translator
@@ -63,16 +85,34 @@ class ProviderRuntime:
         return self.translator is not None and self.transport is not None
 
     @property
+    def available(self) -> bool:
+        """Usable, circuit letting calls through, not cooling down, bulkhead not full."""
+        return self.usable and self.breaker.available and not self.full
+
+    @property
     def full(self) -> bool:
         return self.in_flight >= self.config.max_concurrency
 
 
 def build_runtime(
-    config: ProviderConfig, http_transport: Callable[[str, Timeouts], Transport]
+    config: ProviderConfig,
+    http_transport: Callable[[str, Timeouts], Transport],
+    resilience: ResilienceConfig | None = None,
+    on_circuit: Callable[[str, str], None] | None = None,
 ) -> ProviderRuntime:
+    """``resilience`` is the global ``[resilience]`` (a provider's own table wins);
+    ``on_circuit(provider, state)`` is told of every circuit change."""
+
+    def runtime(
+        translator: Translator | None,
+        transport: Transport | None = None,
+        unsupported: str | None = None,
+    ) -> ProviderRuntime:
+        return ProviderRuntime(config, translator, transport, unsupported, resilience, on_circuit)
+
     if config.type == "mock":
         mock = MockTransport(config.name, config.latency_ms, config.fail_rate)
-        return ProviderRuntime(config, OpenAITranslator(config.name, MOCK_BASE_URL, None), mock)
+        return runtime(OpenAITranslator(config.name, MOCK_BASE_URL, None), mock)
     translator: Translator
     if config.type == "azure":
         translator = AzureTranslator(
@@ -87,9 +127,7 @@ def build_runtime(
     elif config.type == "bedrock":
         credentials = AwsCredentials.from_env(config.aws_env)
         if credentials is None:
-            return ProviderRuntime(
-                config,
-                None,
+            return runtime(
                 None,
                 unsupported=f"provider {config.name!r}: AWS credentials are not set "
                 "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
@@ -112,6 +150,5 @@ def build_runtime(
         translator = OpenAITranslator(
             config.name, base_url_for(config), config.api_key, config.headers
         )
-    runtime = ProviderRuntime(config, translator, None)
-    runtime.transport = http_transport(config.name, runtime.timeouts)
-    return runtime
+    timeouts = Timeouts(config.timeout_s, config.connect_timeout_s, config.stream_idle_timeout_s)
+    return runtime(translator, http_transport(config.name, timeouts))
