@@ -44,13 +44,37 @@ if TYPE_CHECKING:
 
 class RequestSize:
     """What a strategy may know about the request: its estimated prompt tokens and the
-    output it may produce (``max_tokens`` or a default)."""
+    output it may produce (``max_tokens`` or a default). With ``measure``, both are
+    computed on first use only (most strategies never ask)."""
 
-    __slots__ = ("output_tokens", "prompt_tokens")
+    __slots__ = ("_measure", "_output", "_prompt")
 
-    def __init__(self, prompt_tokens: int = 0, output_tokens: int = 0) -> None:
-        self.prompt_tokens = prompt_tokens
-        self.output_tokens = output_tokens
+    def __init__(
+        self,
+        prompt_tokens: int = 0,
+        output_tokens: int = 0,
+        measure: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        self._prompt = prompt_tokens
+        self._output = output_tokens
+        self._measure = measure
+
+    def _resolve(self) -> None:
+        measure, self._measure = self._measure, None
+        if measure is not None:
+            self._prompt, self._output = measure()
+
+    @property
+    def prompt_tokens(self) -> int:
+        if self._measure is not None:
+            self._resolve()
+        return self._prompt
+
+    @property
+    def output_tokens(self) -> int:
+        if self._measure is not None:
+            self._resolve()
+        return self._output
 
     def __repr__(self) -> str:
         return f"RequestSize(prompt={self.prompt_tokens}, output={self.output_tokens})"

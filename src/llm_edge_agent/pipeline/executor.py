@@ -21,6 +21,7 @@ from ..cache.controls import CacheControls, parse_controls
 from ..cache.keys import cache_key
 from ..cache.replay import StreamAssembler, replay_chunks
 from ..cache.store import STORABLE_FINISH, CachedAnswer, ResponseCache
+from ..capabilities import CapabilityTable
 from ..config import ResilienceConfig
 from ..errors import (
     GatewayError,
@@ -36,9 +37,11 @@ from ..pricing import PricingTable, TokenUsage
 from ..providers.base import Translator
 from ..resilience.backoff import Deadline
 from ..routing import Router, Target
+from ..rules import RuleSet
 from ..upstream.base import Timeouts, Transport
 from .attempts import Attempts, Events, Journey, Usable, UsableCheck
 from .context import RequestContext
+from .facts import RequestFacts
 from .operations import Operation
 from .priming import PrimedStream, prime
 from .responses import Response, StreamingResponse, error_response, sse_error_event
@@ -85,8 +88,12 @@ class Pipeline:
         log_prompts: bool = False,
         deadline_s: float = ResilienceConfig().deadline_s,
         events: Events | None = None,
+        rules: RuleSet | None = None,
+        capabilities: CapabilityTable | None = None,
     ) -> None:
         self._op = operation
+        self._rules = rules
+        self._capabilities = capabilities
         self._deadline_s = deadline_s
         events = events or Events()
         self._plain: Attempts[_Fetched] = Attempts(_ignore, events)
@@ -111,14 +118,21 @@ class Pipeline:
             request = self._op.parse(raw, ctx.headers)
             ctx.model = request.model
             pinned = ctx.headers.get("x-llm-edge-provider")
-            targets = self._router.resolve(request.model, pinned)
+            facts = RequestFacts(request.body, request.raw)
+            model = request.model
+            if pinned is None and self._rules:
+                route = self._rules.route_for(
+                    model, ctx.headers, ctx.tenant, request.body, facts.prompt_tokens
+                )
+                model = route or model
+            targets = self._router.resolve(model, pinned, facts.size)
             deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
             slot = await self._lookup(ctx, request, pinned)
             if isinstance(slot, CachedAnswer):
                 return self._answer_from_cache(ctx, request, slot)
             if request.stream:
-                return await self._open_stream(ctx, request, targets, deadline, slot)
-            return await self._complete(ctx, request, targets, deadline, slot)
+                return await self._open_stream(ctx, request, facts, targets, deadline, slot)
+            return await self._complete(ctx, request, facts, targets, deadline, slot)
         except GatewayError as error:
             self._metrics.active_dec()
             self._finish(ctx, request, error.status, None, None, error)
@@ -135,12 +149,13 @@ class Pipeline:
         self,
         ctx: RequestContext,
         request: ChatRequest,
+        facts: RequestFacts,
         targets: list[Target],
         deadline: Deadline,
         slot: _CacheSlot | None,
     ) -> Response:
         def fetch() -> Coroutine[Any, Any, _Fetched]:
-            return self._fetch(ctx, request, targets, deadline, slot)
+            return self._fetch(ctx, request, facts, targets, deadline, slot)
 
         if slot is None:
             fetched, shared = await fetch(), False
@@ -162,6 +177,7 @@ class Pipeline:
         self,
         ctx: RequestContext,
         request: ChatRequest,
+        facts: RequestFacts,
         targets: list[Target],
         deadline: Deadline,
         slot: _CacheSlot | None,
@@ -186,7 +202,7 @@ class Pipeline:
             deadline,
             journey,
             attempt,
-            self._usable_for(ctx, request),
+            self._usable_for(ctx, facts),
             self._hedge_s(targets),
         )
 
@@ -230,6 +246,7 @@ class Pipeline:
         self,
         ctx: RequestContext,
         request: ChatRequest,
+        facts: RequestFacts,
         targets: list[Target],
         deadline: Deadline,
         slot: _CacheSlot | None,
@@ -255,7 +272,7 @@ class Pipeline:
             deadline,
             journey,
             attempt,
-            self._usable_for(ctx, request),
+            self._usable_for(ctx, facts),
             self._hedge_s(targets),
         )
         ctx.provider = opened.runtime.name
@@ -341,16 +358,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------ helpers
 
-    def _usable_for(self, ctx: RequestContext, request: ChatRequest) -> UsableCheck:
+    def _usable_for(self, ctx: RequestContext, facts: RequestFacts) -> UsableCheck:
         def usable(target: Target) -> Usable | GatewayError:
-            return self._usable(target, ctx, request)
+            return self._usable(target, ctx, facts)
 
         return usable
 
     def _usable(
-        self, target: Target, ctx: RequestContext, request: ChatRequest
+        self, target: Target, ctx: RequestContext, facts: RequestFacts
     ) -> Usable | GatewayError:
-        """The target's provider ready to take the request, or why it cannot."""
+        """The target's provider ready to take the request, or why it cannot. (Circuit
+        and bulkhead are checked by the executor, at the moment of each attempt.)"""
         runtime = self._runtimes[target.provider]
         ctx.provider = runtime.name
         translator, transport = runtime.translator, runtime.transport
@@ -364,6 +382,13 @@ class Pipeline:
                 param="model",
                 code="unsupported_endpoint",
             )
+        if self._capabilities is not None:
+            reason = facts.unfit(self._capabilities.lookup(target.model), target.model)
+            if reason is not None:
+                code = "context_length_exceeded" if "context window" in reason else None
+                return InvalidRequestError(
+                    reason, param="messages", code=code or "unsupported_capability"
+                )
         return runtime, translator, transport
 
     def _hedge_s(self, targets: list[Target]) -> float | None:

@@ -16,12 +16,14 @@ from .. import __version__
 from ..auth import Authenticator
 from ..cache.memory import MemoryCache
 from ..cache.store import ResponseCache
+from ..capabilities import CapabilityTable
 from ..config import Config
 from ..errors import GatewayError, NotFoundError, PayloadTooLargeError
 from ..observability.logs import AccessLog, get_logger
 from ..observability.metrics import CONTENT_TYPE, Metrics, NullMetrics
 from ..pricing import DEFAULT_PRICES, ModelPrice, PricingTable
 from ..routing import Router
+from ..rules import RuleSet
 from ..upstream.base import Timeouts, Transport
 from .context import RequestContext
 from .events import GatewayEvents, circuit_changed
@@ -49,6 +51,8 @@ class Gateway:
         )
         self.runtimes: dict[str, ProviderRuntime] = {}
         self.router = Router(config, RuntimeView(self.runtimes, self.pricing))
+        self.rules = RuleSet(config.rules, config.auth.teams) if config.rules else None
+        self.capabilities = CapabilityTable(config.models)
         obs = config.observability
         self.metrics = (
             metrics if metrics is not None else (Metrics() if obs.enable_metrics else NullMetrics())
@@ -106,6 +110,8 @@ class Gateway:
                 log_prompts=self.config.observability.log_prompts,
                 deadline_s=self.config.resilience.deadline_s,
                 events=events,
+                rules=self.rules,
+                capabilities=self.capabilities,
             )
             for name, operation in default_operations().items()
         }
