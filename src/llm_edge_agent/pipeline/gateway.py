@@ -28,6 +28,7 @@ from ..upstream.base import Timeouts, Transport
 from .context import RequestContext
 from .events import GatewayEvents, circuit_changed
 from .executor import Pipeline
+from .health_checks import HealthChecks
 from .load import RuntimeView
 from .operations import default_operations
 from .responses import Response, StreamingResponse, error_response
@@ -66,6 +67,7 @@ class Gateway:
         self._models_body: bytes | None = None
         self._models_by_id: dict[str, dict[str, Any]] = {}
         self.cache: ResponseCache | None = None
+        self.health_checks: HealthChecks | None = None
         self._l2: RedisCache | None = None
 
     def __repr__(self) -> str:
@@ -95,6 +97,8 @@ class Gateway:
             self.metrics.set_available(runtime.name, runtime.usable)
             if runtime.unsupported:
                 log.warning(runtime.unsupported, extra={"fields": {"provider": runtime.name}})
+        self.health_checks = HealthChecks(self.runtimes.values())
+        self.health_checks.start()
         self.cache = await self._start_cache()
         events = GatewayEvents(self.metrics)
         self.pipelines = {
@@ -145,6 +149,8 @@ class Gateway:
             log.info("L2 cache (Redis) is reachable again")
 
     async def close(self) -> None:
+        if self.health_checks is not None:
+            await self.health_checks.close()
         if self._l2 is not None:
             await self._l2.drain()
             await self._l2.close()
@@ -226,7 +232,9 @@ class Gateway:
         for name, runtime in self.runtimes.items():
             providers[name] = {
                 "configured": True,
-                "healthy": runtime.usable and runtime.breaker.state != "open",
+                "healthy": runtime.usable
+                and runtime.breaker.state != "open"
+                and runtime.checked_healthy is not False,
                 "circuit": runtime.breaker.state,
                 "type": runtime.type,
                 "in_flight": runtime.in_flight,
@@ -257,7 +265,7 @@ class Gateway:
         return Response(200, orjson.dumps(body))
 
     def ready(self) -> Response:
-        if any(r.usable for r in self.runtimes.values()):
+        if any(r.usable and r.checked_healthy is not False for r in self.runtimes.values()):
             return Response(200, b'{"status":"ready"}')
         reason = "no provider is configured" if not self.runtimes else "no provider is usable"
         return Response(503, orjson.dumps({"status": "not_ready", "reason": reason}))

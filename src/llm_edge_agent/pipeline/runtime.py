@@ -34,6 +34,7 @@ class ProviderRuntime:
 
     __slots__ = (
         "breaker",
+        "checked_healthy",
         "config",
         "in_flight",
         "latency",
@@ -67,6 +68,7 @@ class ProviderRuntime:
         self.breaker = CircuitBreaker.from_config(self.resilience, on_change=changed)
         self.retry = RetryPolicy.from_config(self.resilience)
         self.latency = LatencyStats()
+        self.checked_healthy: bool | None = None  # the last active health check's verdict
         self.name = config.name
         self.type = config.type
         self.translator = translator

@@ -133,6 +133,12 @@ class AnthropicTranslator:
     def __repr__(self) -> str:
         return f"AnthropicTranslator({self.name!r}, {self.messages_url!r})"
 
+    def health_request(self) -> UpstreamRequest:
+        """A free probe for active health checks: the model list."""
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        url = self.messages_url.removesuffix("/messages") + "/models"
+        return UpstreamRequest("GET", url, headers, b"")
+
     def encode_chat(self, request: ChatRequest, model: str) -> UpstreamRequest:
         body = encode_body(request.body, model, self._max_tokens)
         if request.stream:

@@ -58,6 +58,9 @@ class AzureTranslator(OpenAITranslator):
         self._urls: dict[str, str] = {}
         self.chat_url = f"{self._prefix}{deployment or '{model}'}{self._suffix}"  # for repr
 
+    def models_url(self) -> str:
+        return f"{self._prefix.removesuffix('deployments/')}models{self._query}"
+
     def url_for(self, model: str, endpoint: str = CHAT) -> str:
         key = f"{endpoint} {model}"
         url = self._urls.get(key)

@@ -165,6 +165,11 @@ class GeminiTranslator:
     def __repr__(self) -> str:
         return f"GeminiTranslator({self.name!r}, {self.base_url!r})"
 
+    def health_request(self) -> UpstreamRequest:
+        """A free probe for active health checks: the model list."""
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return UpstreamRequest("GET", f"{self.base_url}/{API_VERSION}/models", headers, b"")
+
     def url_for(self, model: str, stream: bool) -> str:
         method = STREAM_GENERATE if stream else GENERATE
         return f"{self.base_url}/{API_VERSION}/{model_path(model)}:{method}"

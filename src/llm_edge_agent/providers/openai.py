@@ -114,6 +114,14 @@ class OpenAITranslator:
     def url_for(self, model: str, endpoint: str = CHAT) -> str:
         return self.chat_url if endpoint == CHAT else f"{self.base_url}/{endpoint}"
 
+    def health_request(self) -> UpstreamRequest:
+        """A free probe for active health checks: the model list."""
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return UpstreamRequest("GET", self.models_url(), headers, b"")
+
+    def models_url(self) -> str:
+        return f"{self.base_url}/models"
+
     def encode_chat(self, request: ChatRequest, model: str) -> UpstreamRequest:
         return self.encode_operation(CHAT, request, model)
 
