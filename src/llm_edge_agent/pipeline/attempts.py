@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..providers.base import Translator
 from ..resilience.backoff import Deadline, RetryPolicy
+from ..resilience.breaker import CircuitBreaker
 from ..routing import Target
 from ..upstream.base import Timeouts, Transport
 from .context import RequestContext
@@ -160,7 +161,7 @@ class Attempts(Generic[T]):
                     failures.append(deadline_error(deadline))
                     raise _Exhausted
                 permit = breaker.admit()
-                if permit is None and index == last and breaker.cooling_down:
+                if permit is None and index == last and _only_cooling(breaker):
                     # The last candidate is cooling down after a 429: wait it out, as a
                     # retry of a 429 would, when the wait is allowed and fits.
                     wait = breaker.cooldown_remaining_s()
@@ -279,6 +280,15 @@ class Attempts(Generic[T]):
                 except BaseException:  # cancelled or failed: nothing to release
                     continue
                 self._discard(result)  # answered while being cancelled
+
+
+def _only_cooling(breaker: CircuitBreaker) -> bool:
+    """Cooling down after a 429, and nothing else would refuse a call once that is over
+    (not open, no half-open probe already out)."""
+    if not breaker.cooling_down:
+        return False
+    state = breaker.state
+    return state == "closed" or (state == "half_open" and not breaker.probing)
 
 
 def cooldown_s(policy: RetryPolicy, retry: int, retry_after: float | None) -> float:

@@ -36,10 +36,10 @@ _STRING_MARKERS = (
     b'"text": "',
 )
 _MARKERS = (
-    b'"tool_calls":',
     b'"finish_reason":"',
     b'"finish_reason": "',
 )
+_TOOL_CALLS = b'"tool_calls":'  # content only when followed by a non-empty list
 
 
 def has_content(out: bytes) -> bool:
@@ -47,6 +47,12 @@ def has_content(out: bytes) -> bool:
     for marker in _MARKERS:
         if marker in out:
             return True
+    at = out.find(_TOOL_CALLS)
+    while at >= 0:
+        rest = out[at + len(_TOOL_CALLS) : at + len(_TOOL_CALLS) + 16].lstrip()
+        if rest.startswith(b"[") and rest[1:].lstrip()[:1] == b"{":
+            return True
+        at = out.find(_TOOL_CALLS, at + 1)
     for marker in _STRING_MARKERS:
         at = out.find(marker)
         while at >= 0:
