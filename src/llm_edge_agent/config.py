@@ -460,9 +460,7 @@ def _parse_provider(t: _Table, resilience: ResilienceConfig) -> ProviderConfig:
         region=t.opt("region", str),
         latency_ms=t.get("latency_ms", float, d.latency_ms),
         fail_rate=t.get("fail_rate", float, d.fail_rate),
-        resilience=(
-            _parse_resilience(t.table("resilience"), resilience) if "resilience" in t.data else None
-        ),
+        resilience=_parse_provider_resilience(t, resilience),
         health_check_interval_s=t.get("health_check_interval_s", float, d.health_check_interval_s),
         health_check_timeout_s=t.get("health_check_timeout_s", float, d.health_check_timeout_s),
     )
@@ -554,6 +552,18 @@ def _parse_resilience(t: _Table, d: ResilienceConfig) -> ResilienceConfig:
     return c
 
 
+def _parse_provider_resilience(t: _Table, defaults: ResilienceConfig) -> ResilienceConfig | None:
+    if "resilience" not in t.data:
+        return None
+    table = t.table("resilience")
+    if "deadline_s" in table.data:
+        raise ConfigError(
+            table._path("deadline_s"),
+            "is per request, not per provider: set it in [resilience]",
+        )
+    return _parse_resilience(table, defaults)
+
+
 def _parse_rule(t: _Table) -> RuleConfig:
     route = t.get("route", str, "")
     if not route:
@@ -561,6 +571,8 @@ def _parse_rule(t: _Table) -> RuleConfig:
     headers = _str_table(t.table("headers"))
     metadata = _str_table(t.table("metadata"))
     model = t.get("model", str, "")
+    if model and "models" in t.data:
+        raise ConfigError(t._path("models"), "set either model or models, not both")
     c = RuleConfig(
         route=route,
         models=(model,) if model else t.str_list("models"),
@@ -572,6 +584,12 @@ def _parse_rule(t: _Table) -> RuleConfig:
         metadata=metadata,
     )
     t.used.add("models")
+    for i, key_id in enumerate(c.keys):
+        if not re.fullmatch(r"[0-9a-f]{16}", key_id):
+            raise ConfigError(
+                f"{t._path('keys')}[{i}]",
+                "expected a key id (16 hex digits, the access log's tenant), not a key",
+            )
     for key in ("min_prompt_tokens", "max_prompt_tokens"):
         value = getattr(c, key)
         if value is not None:
@@ -852,6 +870,9 @@ def validate(config: Config) -> None:
                 raise ConfigError(
                     f"{key}.targets[{j}].provider", f"unknown provider {t.provider!r}"
                 )
+    for team, keys in config.auth.teams.items():
+        for i, key in enumerate(keys):
+            _check_key_entry(f"auth.teams.{team}[{i}]", key)
     for i, rule in enumerate(config.rules):
         if rule.route not in route_names:
             raise ConfigError(f"rules[{i}].route", f"unknown route {rule.route!r}")
@@ -872,6 +893,14 @@ def validate(config: Config) -> None:
                 raise ConfigError(
                     f"routes[{i}].fallbacks[{j}]", "a route cannot fall back to itself"
                 )
+
+
+def _check_key_entry(where: str, entry: str) -> None:
+    """A client key as configured: the key itself, or ``sha256:`` and 64 hex digits."""
+    if not entry.strip():
+        raise ConfigError(where, "is empty")
+    if entry.startswith("sha256:") and not re.fullmatch(r"[0-9a-fA-F]{64}", entry[7:]):
+        raise ConfigError(where, "sha256 digest must be 64 hex characters")
 
 
 def env_snapshot() -> dict[str, str]:

@@ -899,3 +899,85 @@ def test_describe_reports_metrics_off_and_client_key_count() -> None:
     assert "metrics_port=off" in text
     assert "auth: 2 client key(s)" in text
     assert CLIENT_KEY not in text
+
+
+# --------------------------------------------------------------------------- resilience, rules
+
+ROUTE = '[[routes]]\nmodel = "smart"\ntargets = [{ provider = "a" }]\n'
+
+
+def test_resilience_is_global_with_per_provider_overrides(tmp_path: Path) -> None:
+    text = (
+        "[resilience]\nmax_retries = 1\nbreaker_open_s = 5\n"
+        + PROVIDER.format(name="a", type="mock")
+        + "resilience = { max_retries = 4 }\n"
+        + PROVIDER.format(name="b", type="mock")
+    )
+    config = load_config(write(tmp_path, text), {})
+    assert config.resilience.max_retries == 1
+    own = config.providers[0].resilience
+    assert own is not None and own.max_retries == 4 and own.breaker_open_s == 5.0
+    assert config.providers[1].resilience is None  # the global one applies
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("resilience = { deadline_s = 5 }\n", "providers[0].resilience.deadline_s"),
+        ("resilience = { nope = 1 }\n", "providers[0].resilience.nope"),
+        ("resilience = { breaker_failure_ratio = 1.5 }\n", "breaker_failure_ratio"),
+        ("health_check_interval_s = -1\n", "providers[0].health_check_interval_s"),
+    ],
+)
+def test_bad_provider_resilience_is_a_config_error(tmp_path: Path, extra: str, key: str) -> None:
+    text = PROVIDER.format(name="a", type="mock") + extra
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), {})
+    assert key in str(info.value)
+
+
+def test_health_checks_are_refused_for_bedrock(tmp_path: Path) -> None:
+    text = PROVIDER.format(name="a", type="bedrock") + "health_check_interval_s = 10\n"
+    with pytest.raises(ConfigError, match="bedrock"):
+        load_config(write(tmp_path, text), {})
+
+
+def test_rules_models_and_teams_are_read(tmp_path: Path) -> None:
+    text = (
+        PROVIDER.format(name="a", type="mock")
+        + ROUTE
+        + '[[rules]]\nroute = "smart"\nmodel = "gpt-*"\nteams = ["research"]\n'
+        + 'keys = ["0123456789abcdef"]\nmax_prompt_tokens = 100\n'
+        + '[rules.headers]\n"X-Tier" = "gold"\n[rules.metadata]\nplan = "pro*"\n'
+        + '[models."my-*"]\ncontext_window = 8000\ntools = false\n'
+        + f'[auth.teams]\nresearch = ["{CLIENT_KEY}"]\n'
+    )
+    config = load_config(write(tmp_path, text), {})
+    rule = config.rules[0]
+    assert rule.models == ("gpt-*",) and rule.teams == ("research",)
+    assert dict(rule.headers) == {"x-tier": "gold"} and dict(rule.metadata) == {"plan": "pro*"}
+    assert rule.max_prompt_tokens == 100 and rule.keys == ("0123456789abcdef",)
+    info = config.models["my-*"]
+    assert info.context_window == 8000 and info.tools is False and info.vision is None
+    assert config.auth.teams == {"research": (CLIENT_KEY,)}
+
+
+@pytest.mark.parametrize(
+    ("rule", "teams", "message"),
+    [
+        ('route = "nope"\n', "", "unknown route"),
+        ('route = "smart"\nmodel = "a"\nmodels = ["b"]\n', "", "not both"),
+        ('route = "smart"\nkeys = ["sk-a-raw-key"]\n', "", "key id"),
+        ('route = "smart"\nteams = ["ghosts"]\n', "", "unknown team"),
+        ('route = "smart"\n', 'ops = ["sha256:abc"]\n', "64 hex"),
+        ('route = "smart"\n', 'ops = [""]\n', "is empty"),
+    ],
+)
+def test_bad_rules_and_teams_are_config_errors(
+    tmp_path: Path, rule: str, teams: str, message: str
+) -> None:
+    text = PROVIDER.format(name="a", type="mock") + ROUTE + "[[rules]]\n" + rule
+    if teams:
+        text += "[auth.teams]\n" + teams
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), {})

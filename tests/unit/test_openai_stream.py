@@ -559,9 +559,9 @@ def test_retry_after_fractional_seconds() -> None:
     assert parse_retry_after({"retry-after": "1.5"}) == 1.5
 
 
-def test_negative_retry_after_is_zero() -> None:
-    assert parse_retry_after({"retry-after": "-3"}) == 0.0
-    assert parse_retry_after({"retry-after-ms": "-3"}) == 0.0
+def test_negative_retry_after_is_ignored() -> None:
+    assert parse_retry_after({"retry-after": "-3"}) is None
+    assert parse_retry_after({"retry-after-ms": "-3", "retry-after": "2"}) == 2.0
 
 
 def test_retry_after_http_date_is_relative_to_now() -> None:

@@ -201,6 +201,17 @@ class Metrics:
         model = self._model(model)
         self._add(self.requests, 1, provider, model, str(status))
         self._observe(self.duration, duration_s, provider, model)
+        self._spent(provider, model, usage, cost_usd)
+
+    def extra_spend(
+        self, provider: str, model: str, usage: TokenUsage | None, cost_usd: float | None
+    ) -> None:
+        """Tokens and cost of an upstream answer no client got (a hedge that lost)."""
+        self._spent(provider, self._model(model), usage, cost_usd)
+
+    def _spent(
+        self, provider: str, model: str, usage: TokenUsage | None, cost_usd: float | None
+    ) -> None:
         if usage is not None:
             if usage.prompt_tokens:
                 self._add(self.tokens, usage.prompt_tokens, provider, model, "prompt")
@@ -272,6 +283,9 @@ class NullMetrics(Metrics):
         pass
 
     def retry(self, provider: str) -> None:
+        pass
+
+    def extra_spend(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def failover(self, provider: str) -> None:

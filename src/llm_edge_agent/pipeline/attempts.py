@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from ..errors import (
     GatewayError,
     ServiceUnavailableError,
+    UpstreamAuthError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -197,8 +198,8 @@ class Attempts(Generic[T]):
                         permit.failure()
                         events.breaker_failure(runtime)
                     failures.append(error)
-                    if retry >= policy.max_retries:
-                        break
+                    if retry >= policy.max_retries or isinstance(error, UpstreamAuthError):
+                        break  # a rejected key stays rejected: fail over at once
                     if throttled and index < last:
                         break  # another target can answer now: no reason to wait
                     delay = policy.delay_s(retry, error.retry_after_s)

@@ -96,7 +96,7 @@ class Pipeline:
         self._capabilities = capabilities
         self._deadline_s = deadline_s
         events = events or Events()
-        self._plain: Attempts[_Fetched] = Attempts(_ignore, events)
+        self._plain: Attempts[_Fetched] = Attempts(self._unused_answer, events)
         self._streams: Attempts[_Opened] = Attempts(_Opened.discard, events)
         self._cache = cache
         self._flights: Flights[_Fetched] = Flights()
@@ -127,7 +127,7 @@ class Pipeline:
                 model = route or model
             targets = self._router.resolve(model, pinned, facts.size)
             deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
-            slot = await self._lookup(ctx, request, pinned)
+            slot = await self._lookup(ctx, request, model, pinned)
             if isinstance(slot, CachedAnswer):
                 return self._answer_from_cache(ctx, request, slot)
             if request.stream:
@@ -238,7 +238,11 @@ class Pipeline:
         answer = orjson.dumps(completion.body)
         if slot is not None and storable(completion.body):
             slot.store(runtime.name, answer, completion.usage, cost)
-        return _Fetched(runtime.name, answer, completion.usage, cost)
+        return _Fetched(runtime.name, answer, completion.usage, cost, target.model)
+
+    def _unused_answer(self, fetched: _Fetched) -> None:
+        """A hedge's second answer: nothing to release, but it was paid for."""
+        self._metrics.extra_spend(fetched.provider, fetched.model, fetched.usage, fetched.cost)
 
     # ------------------------------------------------------------------ streaming
 
@@ -321,7 +325,7 @@ class Pipeline:
     # ------------------------------------------------------------------ cache
 
     async def _lookup(
-        self, ctx: RequestContext, request: ChatRequest, pinned: str | None
+        self, ctx: RequestContext, request: ChatRequest, model: str, pinned: str | None
     ) -> _CacheSlot | CachedAnswer | None:
         """A cached answer, or the slot where this request's answer will be stored."""
         cache = self._cache
@@ -332,7 +336,9 @@ class Pipeline:
             return None  # no-store: bypass
         ctx.cache_status = "miss"
         scope = None if self._shared_cache else (ctx.tenant or ANONYMOUS_SCOPE)
-        model = request.model if pinned is None else f"{pinned}/{request.model}"
+        # The model as routed: a rule that picked another route must not share its entries.
+        if pinned is not None:
+            model = f"{pinned}/{model}"
         key = cache_key(self._op.kind, request.body, model, scope)
         if controls.lookup:
             answer = await cache.get(key, controls)
@@ -659,19 +665,21 @@ async def _nothing() -> None:
 class _Fetched:
     """An upstream answer, as bytes without ``metadata``, shareable between requests."""
 
-    __slots__ = ("answer", "cost", "provider", "usage")
+    __slots__ = ("answer", "cost", "model", "provider", "usage")
 
     def __init__(
-        self, provider: str, answer: bytes, usage: TokenUsage | None, cost: float | None
+        self,
+        provider: str,
+        answer: bytes,
+        usage: TokenUsage | None,
+        cost: float | None,
+        model: str = "",
     ) -> None:
         self.provider = provider
         self.answer = answer
         self.usage = usage
         self.cost = cost
+        self.model = model
 
     def __repr__(self) -> str:
         return f"_Fetched({self.provider!r}, {len(self.answer)} bytes)"
-
-
-def _ignore(fetched: _Fetched) -> None:
-    """A hedge's second answer holds nothing to release (its cost was counted)."""

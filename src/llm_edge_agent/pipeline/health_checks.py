@@ -44,6 +44,7 @@ class HealthChecks:
             r
             for r in runtimes
             if r.config.health_check_interval_s > 0
+            and r.type != "mock"
             and r.transport is not None
             and hasattr(r.translator, "health_request")
         ]

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import email.utils
-import math
 import time
 from collections.abc import Mapping
 
 from ..errors import UpstreamAuthError, UpstreamClientError, UpstreamError
+from ..resilience.backoff import retry_after_s
 
 MAX_MESSAGE_CHARS = 1000
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait, from ``retry-after-ms``, ``retry-after`` seconds or an HTTP date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            seconds = float(ms) / 1000.0
-        except ValueError:
-            seconds = math.nan
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    """Seconds to wait, from ``retry-after-ms``, ``retry-after`` seconds or an HTTP date
+    (``resilience.backoff.retry_after_s``; ``now`` is wall-clock time)."""
+    return retry_after_s(headers, time.time() if now is None else now)
 
 
 def error_for_status(
