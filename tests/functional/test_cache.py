@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from ..fake_upstream import FakeUpstream, Reply, completion
+from ..fake_upstream import FakeUpstream, Reply, chunk, completion
 from ..gateway_process import GatewayProcess
 from .test_lifecycle import metric
 
@@ -234,4 +234,81 @@ def test_the_first_client_leaving_does_not_cost_the_others_their_answer(
         with pytest.raises(httpx.TimeoutException):
             impatient.result()
         assert patient.result().status_code == 200
+    assert len(upstream.requests) == 1
+
+
+def stream_text(gateway: GatewayProcess, body: dict[str, object]) -> tuple[str, str | None]:
+    """(content, finish reason) of one streamed request, read with the openai SDK."""
+    with client_for(gateway) as client:
+        stream = client.chat.completions.create(**body, stream=True)
+        text, finish = "", None
+        for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+
+def slow_stream(words: list[str], delay_s: float) -> Reply:
+    events = [chunk("gpt-4o", {"content": w}) for w in words]
+    events.append(chunk("gpt-4o", {}, "stop"))
+    return Reply(events=[*events, b"data: [DONE]\n\n"], event_delay_s=delay_s)
+
+
+def test_a_burst_of_identical_streams_reaches_the_upstream_once(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    import concurrent.futures
+
+    words = [f"w{i} " for i in range(6)]
+    upstream.push(slow_stream(words, 0.05))
+    body = {"model": "gpt-4o", "messages": ask("stream burst")}
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda _: stream_text(gateway, body), range(50)))
+    assert all(r == ("".join(words), "stop") for r in results)
+    assert len(upstream.requests) == 1
+
+
+def test_a_stream_joined_mid_way_is_whole_and_the_first_leaving_cuts_nobody(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    import concurrent.futures
+    import threading
+
+    words = [f"v{i} " for i in range(12)]
+    upstream.push(slow_stream(words, 0.1))  # ~1.2 s upstream
+    body = {"model": "gpt-4o", "messages": ask("join mid-way"), "stream": True}
+    url = f"{gateway.url}/v1/chat/completions"
+    headers = {"authorization": f"Bearer {KEYS[0]}"}
+    first_reading, second_reading = threading.Event(), threading.Event()
+
+    def first_client() -> int:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as r:
+            for _ in r.iter_lines():
+                first_reading.set()
+                assert second_reading.wait(5)
+                return r.status_code  # and this client is gone, mid-stream
+        return 0
+
+    def second_client() -> tuple[str, list[str]]:
+        text, finishes = "", []
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as r:
+            for line in r.iter_lines():
+                second_reading.set()
+                if line.startswith("data: {"):
+                    choice = json.loads(line[6:])["choices"][0]
+                    text += choice["delta"].get("content") or ""
+                    finishes.append(choice["finish_reason"])
+        return text, finishes
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(first_client)
+        assert first_reading.wait(5)
+        second = pool.submit(second_client)
+        assert first.result() == 200
+        text, finishes = second.result()
+    # The joiner got the whole stream from its first byte, though it joined mid-way and the
+    # client that started it left; and the upstream was asked once.
+    assert text == "".join(words)
+    assert finishes[-1] == "stop"
     assert len(upstream.requests) == 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..cache.broadcast import StreamFlight
 from ..cache.coalesce import Flights
 from ..cache.controls import CacheControls, parse_controls
 from ..cache.keys import cache_key
@@ -100,6 +101,7 @@ class Pipeline:
         self._streams: Attempts[_Opened] = Attempts(_Opened.discard, events)
         self._cache = cache
         self._flights: Flights[_Fetched] = Flights()
+        self._stream_flights: dict[str, StreamFlight] = {}
         self._shared_cache = shared_cache
         self._router = router
         self._runtimes = runtimes
@@ -269,8 +271,36 @@ class Pipeline:
                 ctx, request, deadline, target, runtime, translator, transport, timeouts
             )
 
+        if slot is not None:
+            return await self._shared_stream(ctx, request, facts, targets, deadline, slot)
+        opened = await self._stream_attempts(ctx, request, facts, targets, deadline)
+        ctx.provider = opened.runtime.name
+        headers = ctx.response_headers()
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        relay = _Relay(self, ctx, request, opened, slot)
+        return StreamingResponse(relay.chunks(), headers, relay.aclose)
+
+    async def _stream_attempts(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        facts: RequestFacts,
+        targets: list[Target],
+        deadline: Deadline,
+    ) -> _Opened:
+        async def attempt(
+            target: Target,
+            runtime: ProviderRuntime,
+            translator: Translator,
+            transport: Transport,
+            timeouts: Timeouts,
+        ) -> _Opened:
+            return await self._open(
+                ctx, request, deadline, target, runtime, translator, transport, timeouts
+            )
+
         journey = ctx.journey = Journey()
-        opened = await self._streams.run(
+        return await self._streams.run(
             ctx,
             targets,
             deadline,
@@ -279,11 +309,90 @@ class Pipeline:
             self._usable_for(ctx, facts),
             self._hedge_s(targets),
         )
-        ctx.provider = opened.runtime.name
+
+    async def _shared_stream(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        facts: RequestFacts,
+        targets: list[Target],
+        deadline: Deadline,
+        slot: _CacheSlot,
+    ) -> StreamingResponse:
+        """A cacheable stream: join the identical one in flight, or start it (``broadcast``)."""
+        flight = self._stream_flights.get(slot.key)
+        leader = flight is None
+        if flight is None:
+            flight = self._stream_flights[slot.key] = StreamFlight(slot.key)
+            pump = self._pump(flight, ctx, request, facts, targets, deadline, slot)
+            flight.pump = asyncio.ensure_future(pump)
+        flight.join()
+        try:
+            provider = await asyncio.shield(flight.opened)
+        except BaseException:
+            self._leave(flight)
+            raise
+        ctx.provider = provider
+        if not leader:  # another request's upstream stream: all waiting was upstream time
+            ctx.upstream_s = ctx.elapsed_s()
         headers = ctx.response_headers()
         headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
-        relay = _Relay(self, ctx, request, opened, slot)
-        return StreamingResponse(relay.chunks(), headers, relay.aclose)
+        reader = _Reader(self, ctx, request, flight, leader)
+        return StreamingResponse(reader.chunks(), headers, reader.aclose)
+
+    async def _pump(
+        self,
+        flight: StreamFlight,
+        ctx: RequestContext,
+        request: ChatRequest,
+        facts: RequestFacts,
+        targets: list[Target],
+        deadline: Deadline,
+        slot: _CacheSlot,
+    ) -> None:
+        """Open the upstream stream and copy its client bytes into the flight's broadcast;
+        belongs to no client (``StreamFlight.leave`` cancels it when all have left)."""
+        broadcast = flight.broadcast
+        opened: _Opened | None = None
+        try:
+            try:
+                opened = await self._stream_attempts(ctx, request, facts, targets, deadline)
+            except Exception as error:
+                flight.opened.set_exception(error)
+                return
+            flight.opened.set_result(opened.runtime.name)
+            decoder = opened.primed.decoder
+            assembler = StreamAssembler()
+            try:
+                async for out in client_bytes(opened.primed):
+                    assembler.feed(out)
+                    broadcast.append(out)
+                flight.failure = decoder.error
+            except UpstreamError as error:
+                flight.failure = error
+                broadcast.append(sse_error_event(error))
+            flight.usage = decoder.usage
+            model = opened.target.model
+            flight.cost = self._cost(None, model, decoder.usage)
+            body = assembler.result() if flight.failure is None else None
+            if body is not None and storable(body):
+                cost = self._cost(body.get("model"), model, decoder.usage)
+                slot.store(opened.runtime.name, orjson.dumps(body), decoder.usage, cost)
+            if flight.leader_left:  # the client that started it is gone: the spend stays
+                self._metrics.extra_spend(opened.runtime.name, model, flight.usage, flight.cost)
+        finally:
+            if not flight.opened.done():
+                flight.opened.cancel()
+            broadcast.close()
+            if self._stream_flights.get(flight.key) is flight:
+                del self._stream_flights[flight.key]
+            if opened is not None:
+                opened.release(flight.failure)
+
+    def _leave(self, flight: StreamFlight) -> None:
+        flight.leave()
+        if flight.readers <= 0 and self._stream_flights.get(flight.key) is flight:
+            del self._stream_flights[flight.key]  # abandoned: the next request starts afresh
 
     async def _open(
         self,
@@ -485,6 +594,16 @@ class _Opened:
         self.primed.close()
         self.runtime.in_flight -= 1
 
+    def release(self, failure: GatewayError | None) -> None:
+        """The relay is over: release the connection and the bulkhead slot; a failure
+        after the first content is too late to fail over, but the breaker counts it."""
+        if failure is not None and failure.retryable:
+            permit = self.runtime.breaker.admit()
+            if permit is not None:
+                permit.failure()
+        self.primed.stream.close()
+        self.runtime.in_flight -= 1
+
 
 class _Relay:
     """One upstream stream relayed to one client, accounted for exactly once.
@@ -537,27 +656,13 @@ class _Relay:
         return self._gen
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        primed = self._opened.primed
-        decoder = primed.decoder
+        decoder = self._opened.primed.decoder
         assembler = self._assembler
         try:
-            for out in primed.held:
+            async for out in client_bytes(self._opened.primed):
                 if assembler is not None:
                     assembler.feed(out)
                 yield out
-            primed.held = []
-            if not primed.ended:
-                async for data in primed.chunks:
-                    out = decoder.feed(data)
-                    if out:
-                        if assembler is not None:
-                            assembler.feed(out)
-                        yield out
-                tail = decoder.finish()
-                if tail:
-                    if assembler is not None:
-                        assembler.feed(tail)
-                    yield tail
             self._failure = decoder.error
             self._status = 200 if decoder.error is None else decoder.error.status
             self._store()
@@ -591,17 +696,107 @@ class _Relay:
         decoder = opened.primed.decoder
         if self._status == CLIENT_CLOSED and decoder.complete and self._failure is None:
             self._status = 200  # the client left after the whole answer reached it
-        if self._failure is not None and self._failure.retryable:
-            # Cut or failed after its first content: too late to fail over, but it counts.
-            permit = opened.runtime.breaker.admit()
-            if permit is not None:
-                permit.failure()
-        opened.primed.stream.close()
-        opened.runtime.in_flight -= 1
+        opened.release(self._failure)
         pipeline = self._pipeline
         pipeline._metrics.active_dec()
         cost = pipeline._cost(None, opened.target.model, decoder.usage)
         pipeline._finish(self._ctx, self._request, self._status, decoder.usage, cost, self._failure)
+
+
+class _Reader:
+    """One client of a shared stream (``_Pipeline._shared_stream``): reads the broadcast
+    from its start and accounts for its own request. The first client is charged what the
+    stream cost; the others cost nothing and record the saving."""
+
+    __slots__ = (
+        "_consumed",
+        "_ctx",
+        "_done",
+        "_flight",
+        "_gen",
+        "_leader",
+        "_pipeline",
+        "_request",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ctx: RequestContext,
+        request: ChatRequest,
+        flight: StreamFlight,
+        leader: bool,
+    ) -> None:
+        self._pipeline = pipeline
+        self._ctx = ctx
+        self._request = request
+        self._flight = flight
+        self._leader = leader
+        self._consumed = False
+        self._done = False
+        self._gen: AsyncGenerator[bytes, None] | None = None
+
+    def __repr__(self) -> str:
+        return f"_Reader(leader={self._leader}, {self._flight!r})"
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        self._gen = self._read()
+        return self._gen
+
+    async def _read(self) -> AsyncGenerator[bytes, None]:
+        try:
+            async for piece in self._flight.broadcast.read():
+                yield piece
+            self._consumed = True
+        finally:
+            self._finish()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        flight = self._flight
+        pipeline = self._pipeline
+        pipeline._leave(flight)
+        pipeline._metrics.active_dec()
+        failure = flight.failure
+        if not self._consumed:
+            usage = cost = None
+            if self._leader and flight.broadcast.done:  # the pump is over: the spend is known
+                usage, cost = flight.usage, flight.cost
+            elif self._leader:
+                flight.leader_left = True  # the pump records the spend when it is over
+            pipeline._finish(self._ctx, self._request, CLIENT_CLOSED, usage, cost, None)
+            return
+        status = 200 if failure is None else failure.status
+        if self._leader:
+            cost, saved = flight.cost, None
+        else:
+            cost, saved = 0.0, flight.cost
+        pipeline._finish(self._ctx, self._request, status, flight.usage, cost, failure, saved=saved)
+
+
+async def client_bytes(primed: PrimedStream) -> AsyncIterator[bytes]:
+    """A primed stream's client bytes: what was held, then the rest as it is decoded.
+    Raises ``UpstreamError`` when the upstream fails or cuts the stream."""
+    decoder = primed.decoder
+    held, primed.held = primed.held, []
+    for out in held:
+        yield out
+    if primed.ended:
+        return
+    async for data in primed.chunks:
+        out = decoder.feed(data)
+        if out:
+            yield out
+    tail = decoder.finish()
+    if tail:
+        yield tail
 
 
 ANONYMOUS_SCOPE = "anonymous"  # the tenant of requests that sent no key to an open gateway
