@@ -1,12 +1,14 @@
 """Open-loop fixed-rate load generator for chat completions (aiohttp client on uvloop).
 
     python bench/rate.py --url http://127.0.0.1:8000/v1/chat/completions \\
-        --rate 200 --duration 10 [--stream] [--warmup 1]
+        --rate 200 --duration 10 [--stream] [--warmup 1] [--fixed-prompt | --prompts N]
 
 Fires requests at a fixed rate, whether or not earlier ones have answered (open loop,
-unlike wrk), each with a unique prompt, and prints one JSON object: per-request latency
-(until the whole body has been read) and, for --stream, time to first byte (until the
-first body bytes arrive) as p50/p90/p99/max in milliseconds.
+unlike wrk), each with a unique prompt (or one fixed prompt, or cycling over N prompts,
+"Benchmark prompt NONCE-kI: say hello." as bench/wrk/chat.lua's keys=N, also in the
+warm-up; bench/run.py pre-warms that set to measure cache hits), and prints one JSON
+object: per-request latency (until the whole body has been read) and, for --stream, time to
+first byte (until the first body bytes arrive) as p50/p90/p99/max in milliseconds.
 
 Latency is timed from the moment the request is handed to the client; how late that was
 against the schedule (the generator's own lag) is reported as send_lag_ms. Run it
@@ -116,6 +118,7 @@ async def fire(
     fixed_prompt: bool,
     nonce: str,
     samples: Samples | None,
+    prompts: int = 0,
 ) -> int:
     """Send rate*seconds requests on a fixed schedule; return how many were sent."""
     count = max(1, round(rate * seconds))
@@ -129,7 +132,12 @@ async def fire(
             await asyncio.sleep(delay)
         if samples is not None:
             samples.send_lag.append(max(0.0, time.perf_counter() - due))
-        prompt = f"Rate prompt {nonce}: say hello." if fixed_prompt else f"Rate prompt {nonce}-{i}"
+        if prompts > 0:
+            prompt = f"Benchmark prompt {nonce}-k{i % prompts}: say hello."
+        elif fixed_prompt:
+            prompt = f"Rate prompt {nonce}: say hello."
+        else:
+            prompt = f"Rate prompt {nonce}-{i}"
         body = request_body(prompt, stream)
         task = asyncio.create_task(one_request(session, url, body, headers, stream, samples))
         tasks.add(task)
@@ -155,8 +163,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 args.warmup,
                 args.stream,
                 args.fixed_prompt,
-                f"{nonce}w",
+                nonce if args.prompts > 0 else f"{nonce}w",
                 None,
+                args.prompts,
             )
         began = time.perf_counter()
         sent = await fire(
@@ -169,6 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             args.fixed_prompt,
             nonce,
             samples,
+            args.prompts,
         )
         wall = time.perf_counter() - began
     result: dict[str, object] = {
@@ -196,12 +206,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds sent first, unmeasured")
     parser.add_argument("--stream", action="store_true", help="SSE requests; also report TTFB")
     parser.add_argument("--fixed-prompt", action="store_true", help="same prompt every time")
+    parser.add_argument(
+        "--prompts", type=int, default=0, help="cycle over this many prompts (0: unique)"
+    )
     parser.add_argument("--nonce", default="", help="prompt prefix (default: current time)")
     parser.add_argument("--api-key", default="sk-bench")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     args = parser.parse_args()
-    if args.rate <= 0 or args.duration <= 0:
-        parser.error("--rate and --duration must be positive")
+    if args.rate <= 0 or args.duration <= 0 or args.prompts < 0:
+        parser.error("--rate and --duration must be positive, --prompts not negative")
     result = uvloop.run(run(args))
     print(orjson.dumps(result).decode())
 

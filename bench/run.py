@@ -19,7 +19,11 @@ request than any target, so the target's core is the bottleneck. Timings on shar
 cores are noisy: compare ratios within one run.
 
 Targets live in a small registry (TARGETS below); add an entry to benchmark something
-else (a gateway with its cache on, LiteLLM, ...).
+else (a gateway with its cache on, LiteLLM, ...). Cache targets that cycle over a set of
+prompts (`gateway-l1`, `gateway-l2`) pre-warm the set first; those with a Redis L2 start
+their own redis-server (loopback, free port, no persistence) pinned to the load core; for
+cache targets the report also gives the cache lookups (L1/L2 hits, misses) per request,
+read from the gateway's /metrics.
 """
 
 from __future__ import annotations
@@ -60,11 +64,20 @@ PYTHON = sys.executable
 
 @dataclass(frozen=True)
 class TargetContext:
-    """What a target needs to know to start: its port, the upstream's, a scratch dir."""
+    """What a target needs to know to start: its port, the upstream's, a scratch dir.
+
+    ``stack`` closes with the target's run: a ``prepare`` hook that starts a helper
+    process (a redis-server) registers its cleanup there. ``load_core`` is where such
+    helpers run (with the upstream and the load generators), None when not pinning.
+    """
 
     port: int
     upstream_port: int
     workdir: Path
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    load_core: str | None = None
+    # Adds a helper's command to the report's list of commands.
+    record: Callable[[Sequence[str]], None] | None = None
 
     @property
     def upstream_origin(self) -> str:
@@ -82,6 +95,11 @@ class Target:
     startup_timeout: float = 30.0
     # Same prompt on every request (to measure cache hits) instead of unique prompts.
     fixed_prompt: bool = False
+    # > 0: cycle over this many prompts (sent once each before the measurements, so
+    # every measured request is a cache hit) instead of unique prompts.
+    prompt_set: int = 0
+    # Report cache lookups per request (L1/L2 hits, misses) from GET /metrics.
+    cache_metrics: bool = False
 
 
 def passthrough(name: str, script: str, description: str) -> Target:
@@ -109,6 +127,48 @@ models = ["*"]
 [cache]
 enabled = {cache}
 """
+# Request log lines on (the default): their cost is part of the gateway's.
+GATEWAY_ENV = {"METRICS_PORT": "0", "LOG_LEVEL": "info"}
+
+
+def gateway_config(
+    upstream_port: int,
+    cache: bool,
+    provider_type: str = "openai_compatible",
+    max_entries: int | None = None,
+    redis_url: str | None = None,
+) -> str:
+    """The gateway's TOML config: one provider at the fake upstream, the cache as asked."""
+    text = GATEWAY_CONFIG.format(
+        upstream_port=upstream_port,
+        cache=str(cache).lower(),
+        provider_type=provider_type,
+        base_path="" if provider_type == "anthropic" else "/v1",
+    )
+    if max_entries is not None:
+        text += f"max_entries = {max_entries}\n"
+    if redis_url is not None:
+        text += f'\n[cache.redis]\nurl = "{redis_url}"\n'
+    return text
+
+
+def gateway_command(
+    config: Path, port: int, workers: int = 1, engine: str = "granian"
+) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "llm_edge_agent",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--engine",
+        engine,
+    ]
 
 
 def gateway(
@@ -117,43 +177,45 @@ def gateway(
     description: str,
     engine: str = "granian",
     provider_type: str = "openai_compatible",
+    *,
+    redis: bool = False,
+    max_entries: int | None = None,
+    prompt_set: int = 0,
+    unique: bool = False,
 ) -> Target:
+    """A gateway target. With the cache on it sends one fixed prompt (L1 hits), unless
+    ``prompt_set`` (cycle over that many pre-warmed prompts) or ``unique`` (misses)."""
     config_name = f"{name}.toml"
 
     def prepare(ctx: TargetContext) -> None:
-        text = GATEWAY_CONFIG.format(
-            upstream_port=ctx.upstream_port,
-            cache=str(cache).lower(),
-            provider_type=provider_type,
-            base_path="" if provider_type == "anthropic" else "/v1",
-        )
+        redis_url = None
+        if redis:
+            redis_proc, redis_url = ctx.stack.enter_context(
+                redis_server(ctx.workdir, ctx.load_core, f"{name}-redis")
+            )
+            if ctx.record is not None:
+                ctx.record(redis_proc.argv)
+        text = gateway_config(ctx.upstream_port, cache, provider_type, max_entries, redis_url)
         (ctx.workdir / config_name).write_text(text)
 
     def command(ctx: TargetContext) -> list[str]:
-        return [
-            PYTHON,
-            "-m",
-            "llm_edge_agent",
-            "serve",
-            "--config",
-            str(ctx.workdir / config_name),
-            "--port",
-            str(ctx.port),
-            "--workers",
-            "1",
-            "--engine",
-            engine,
-        ]
+        return gateway_command(ctx.workdir / config_name, ctx.port, engine=engine)
 
     return Target(
         name=name,
         description=description,
         command=command,
         prepare=prepare,
-        # Request log lines on (the default): their cost is part of the gateway's.
-        env={"METRICS_PORT": "0", "LOG_LEVEL": "info"},
-        fixed_prompt=cache,
+        env=dict(GATEWAY_ENV),
+        fixed_prompt=cache and not prompt_set and not unique,
+        prompt_set=prompt_set,
+        cache_metrics=cache,
     )
+
+
+# Prompts cycled by the gateway-l1 / gateway-l2 targets: more than an L1 of one entry can
+# hold, few enough to pre-warm in a second.
+PROMPT_SET = 256
 
 
 TARGETS: dict[str, Target] = {
@@ -187,6 +249,47 @@ TARGETS: dict[str, Target] = {
         ),
         # Same prompt every request with the cache on: after the first, L1 hits.
         gateway("gateway-cached", cache=True, description="llm_edge_agent, cache on, L1 hits"),
+        # The L1/L2 pair below cycle over the same pre-warmed prompts: only the tier that
+        # answers differs. An L2 hit refills L1, so for L2 hits the L1 holds one entry and
+        # the next prompt of the cycle is always elsewhere (in Redis).
+        gateway(
+            "gateway-l1",
+            cache=True,
+            prompt_set=PROMPT_SET,
+            description=(
+                f"llm_edge_agent, cache on, {PROMPT_SET} pre-warmed prompts cycled: L1 hits"
+            ),
+        ),
+        gateway(
+            "gateway-l2",
+            cache=True,
+            redis=True,
+            max_entries=1,
+            prompt_set=PROMPT_SET,
+            description=(
+                f"llm_edge_agent, cache on, L1 of 1 entry + Redis L2, {PROMPT_SET} pre-warmed "
+                "prompts cycled: L2 hits"
+            ),
+        ),
+        gateway(
+            "gateway-l1-miss",
+            cache=True,
+            unique=True,
+            description=(
+                "llm_edge_agent, cache on, L1 only, unique prompts: every request misses "
+                "and is stored"
+            ),
+        ),
+        gateway(
+            "gateway-l2-miss",
+            cache=True,
+            redis=True,
+            unique=True,
+            description=(
+                "llm_edge_agent, cache on with Redis L2, unique prompts: every request misses "
+                "both tiers and is stored in both"
+            ),
+        ),
     )
 }
 DEFAULT_TARGETS = "aiohttp,granian,uvicorn,gateway,gateway-aiohttp"
@@ -322,6 +425,115 @@ def smoke_check(base_url: str) -> None:
             raise BenchError(f"{kind} smoke request: unexpected body {body[:300]!r}")
 
 
+def chat_request(base_url: str, prompt: str, timeout: float = 10.0) -> tuple[int, str]:
+    """POST one non-streaming completion; its status and ``x-llm-edge-cache`` header."""
+    payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    req = urllib.request.Request(
+        base_url + CHAT_PATH,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-bench"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+            return resp.status, resp.headers.get("x-llm-edge-cache", "")
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code, exc.headers.get("x-llm-edge-cache", "")
+
+
+# One prompt of a cycled set: bench/wrk/chat.lua (-- keys=N) and bench/rate.py (--prompts N)
+# build the same text, so one pre-warm pass serves both.
+SET_PROMPT = "Benchmark prompt {nonce}-k{index}: say hello."
+
+
+def prewarm(base_url: str, nonce: str, count: int) -> dict[str, int]:
+    """Send each prompt of the set once (so the cache holds them all); header counts."""
+    seen: dict[str, int] = {}
+    for index in range(count):
+        status, cache = chat_request(base_url, SET_PROMPT.format(nonce=nonce, index=index))
+        if status != 200:
+            raise BenchError(f"pre-warm request {index} failed: HTTP {status}")
+        seen[cache] = seen.get(cache, 0) + 1
+    return seen
+
+
+# The gateway's cache counters (prometheus text format, merged over its workers).
+CACHE_SERIES = {
+    'llm_edge_cache_hits_total{tier="l1"}': "hit_l1",
+    'llm_edge_cache_hits_total{tier="l2"}': "hit_l2",
+    'llm_edge_cache_misses_total{tier="l1"}': "miss_l1",
+    'llm_edge_cache_misses_total{tier="l2"}': "miss_l2",
+    # A Redis operation that failed or timed out (op timeout 50 ms, which under overload
+    # includes waiting for the worker's event loop): L2 is skipped until a PING answers.
+    "llm_edge_cache_l2_outages_total": "l2_outages",
+}
+
+
+def cache_counters(base_url: str) -> dict[str, float]:
+    """L1/L2 hit and miss counts (and L2 outages) so far, from ``GET /metrics``."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10.0) as resp:
+        text = resp.read().decode(errors="replace")
+    counts = dict.fromkeys(CACHE_SERIES.values(), 0.0)
+    for line in text.splitlines():
+        if line.startswith("llm_edge_cache_"):
+            series, _, value = line.rpartition(" ")
+            name = CACHE_SERIES.get(series.replace(" ", ""))
+            if name is not None:
+                counts[name] += float(value)
+    return counts
+
+
+def counter_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def redis_ping(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server(
+    workdir: Path, core: str | None, name: str = "redis"
+) -> Iterator[tuple[Process, str]]:
+    """A private redis-server (loopback, free port, no persistence) and its URL.
+
+    Like tests/redis_server.py; killed on exit, whatever happens.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise BenchError("redis-server not found (scripts/ensure-redis installs it)")
+    port = free_port()
+    data_dir = workdir / f"{name}-data"
+    data_dir.mkdir(exist_ok=True)
+    # fmt: off
+    argv = pinned(core, [
+        executable,
+        "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no",
+        "--dir", str(data_dir), "--daemonize", "no", "--loglevel", "warning",
+    ])
+    # fmt: on
+    proc = start(name, argv, workdir)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not redis_ping(port):
+            if proc.popen.poll() is not None:
+                raise BenchError(f"redis-server exited:\n{proc.log_tail()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"redis-server did not answer PING on port {port}")
+            time.sleep(0.01)
+        yield proc, f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.stop()
+
+
 def upstream_served(upstream_port: int) -> int:
     """How many chat completions the fake upstream has answered so far."""
     url = f"http://127.0.0.1:{upstream_port}/stats"
@@ -374,9 +586,17 @@ class Config:
 
 
 def run_wrk(
-    cfg: Config, url: str, seconds: int, stream: bool, fixed: bool, core: str | None
+    cfg: Config,
+    url: str,
+    seconds: int,
+    stream: bool,
+    fixed: bool,
+    core: str | None,
+    keys: int = 0,
+    nonce: str | None = None,
 ) -> dict[str, Any]:
-    nonce = f"{time.time_ns():x}"
+    """wrk's summary; ``keys`` > 0 cycles over that many prompts (with a given nonce)."""
+    nonce = nonce or f"{time.time_ns():x}"
     argv = pinned(
         core,
         [
@@ -393,6 +613,7 @@ def run_wrk(
             f"nonce={nonce}",
             *(["stream"] if stream else []),
             *(["fixed"] if fixed else []),
+            *([f"keys={keys}"] if keys > 0 else []),
         ],
     )
     cfg.record(argv)
@@ -408,7 +629,10 @@ def run_wrk(
     raise BenchError(f"wrk gave no summary (rc {out.returncode}):\n{out.stdout}\n{out.stderr}")
 
 
-def run_rate(cfg: Config, url: str, stream: bool, fixed: bool) -> dict[str, Any]:
+def run_rate(
+    cfg: Config, url: str, stream: bool, fixed: bool, prompts: int = 0, nonce: str = ""
+) -> dict[str, Any]:
+    """rate.py's result; ``prompts`` > 0 cycles over that many prompts (with a given nonce)."""
     argv = pinned(
         cfg.load_core,
         [
@@ -424,6 +648,7 @@ def run_rate(cfg: Config, url: str, stream: bool, fixed: bool) -> dict[str, Any]
             "1",
             *(["--stream"] if stream else []),
             *(["--fixed-prompt"] if fixed else []),
+            *(["--prompts", str(prompts), "--nonce", nonce] if prompts > 0 else []),
         ],
     )
     cfg.record(argv)
@@ -461,6 +686,12 @@ class TargetResult:
     # Upstream calls per request through the target in the non-streaming wrk run:
     # 1.0 for a proxy, below 1 when a cache answers.
     upstream_share: float | None = None
+    # Cache counters (hit_l1, hit_l2, miss_l1, miss_l2, l2_outages: /metrics deltas) over
+    # the non-streaming wrk run and the non-streaming fixed-rate run through the target.
+    cache_wrk: dict[str, float] = field(default_factory=dict)
+    cache_rate: dict[str, float] = field(default_factory=dict)
+    # What the pre-warm pass of a prompt set saw (x-llm-edge-cache header counts).
+    prewarm: dict[str, int] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float | None]:
         """The numbers the report shows (latencies in ms)."""
@@ -510,44 +741,97 @@ def bench_target(
     cfg: Config, target: Target, upstream_port: int, workdir: Path, round_no: int
 ) -> TargetResult:
     result = TargetResult(name=target.name, description=target.description, round=round_no)
-    ctx = TargetContext(port=free_port(), upstream_port=upstream_port, workdir=workdir)
-    if target.prepare is not None:
-        target.prepare(ctx)
-    argv = pinned(cfg.target_core, target.command(ctx))
-    env = " ".join(f"{k}={v}" for k, v in target.env.items())
-    result.command = (f"{env} " if env else "") + display(argv)
-    proc = start(target.name, argv, workdir, target.env)
+    with contextlib.ExitStack() as stack:
+        ctx = TargetContext(
+            port=free_port(),
+            upstream_port=upstream_port,
+            workdir=workdir,
+            stack=stack,
+            load_core=cfg.load_core,
+            record=cfg.record,
+        )
+        try:
+            if target.prepare is not None:
+                target.prepare(ctx)
+            argv = pinned(cfg.target_core, target.command(ctx))
+        except (BenchError, OSError) as exc:
+            result.error = str(exc)
+            log(f"[{target.name} #{round_no}] FAILED: {exc}")
+            return result
+        env = " ".join(f"{k}={v}" for k, v in target.env.items())
+        result.command = (f"{env} " if env else "") + display(argv)
+        proc = start(target.name, argv, workdir, target.env)
+        stack.callback(proc.stop)
+        measure(cfg, target, ctx, proc, result, round_no)
+    return result
+
+
+def measure(
+    cfg: Config,
+    target: Target,
+    ctx: TargetContext,
+    proc: Process,
+    result: TargetResult,
+    round_no: int,
+) -> None:
+    """Run every measurement of one target (already started) into ``result``."""
+    upstream_port = ctx.upstream_port
     base = f"http://127.0.0.1:{ctx.port}"
     direct = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
     fixed = target.fixed_prompt
+    keys = target.prompt_set
+    # Every run of this target uses one prompt set (the pre-warmed one); else fresh nonces.
+    nonce = f"set{time.time_ns():x}" if keys else None
+    rate_nonce = nonce or ""
     try:
         wait_healthy(proc, base + target.health_path, target.startup_timeout)
         smoke_check(base)
-        log(f"[{target.name} #{round_no}] up (pid {proc.pid}); wrk warm-up {cfg.warmup:g} s")
+        log(f"[{target.name} #{round_no}] up (pid {proc.pid})")
+        if keys:
+            log(f"[{target.name} #{round_no}] pre-warming {keys} prompts")
+            result.prewarm = prewarm(base, rate_nonce, keys)
+            time.sleep(0.5)  # let background L2 writes land
+        log(f"[{target.name} #{round_no}] wrk warm-up {cfg.warmup:g} s")
         if cfg.warmup > 0:
-            run_wrk(cfg, base + CHAT_PATH, cfg.warmup, False, fixed, cfg.load_core)
+            run_wrk(cfg, base + CHAT_PATH, cfg.warmup, False, fixed, cfg.load_core, keys, nonce)
         log(f"[{target.name} #{round_no}] wrk non-streaming {cfg.duration:g} s")
         served = upstream_served(upstream_port)
-        result.wrk = run_wrk(cfg, base + CHAT_PATH, cfg.duration, False, fixed, cfg.load_core)
+        counters = cache_counters(base) if target.cache_metrics else {}
+        result.wrk = run_wrk(
+            cfg, base + CHAT_PATH, cfg.duration, False, fixed, cfg.load_core, keys, nonce
+        )
         if result.wrk["requests"]:
             calls = upstream_served(upstream_port) - served
             result.upstream_share = calls / result.wrk["requests"]
+            if target.cache_metrics:
+                result.cache_wrk = counter_delta(cache_counters(base), counters)
         log(f"[{target.name} #{round_no}] wrk streaming {cfg.duration:g} s")
-        result.wrk_stream = run_wrk(cfg, base + CHAT_PATH, cfg.duration, True, fixed, cfg.load_core)
+        result.wrk_stream = run_wrk(
+            cfg, base + CHAT_PATH, cfg.duration, True, fixed, cfg.load_core, keys, nonce
+        )
         log(
             f"[{target.name} #{round_no}] fixed rate {cfg.rate:g}/s, direct then through the target"
         )
-        result.direct = run_rate(cfg, direct, False, fixed)
-        result.via = run_rate(cfg, base + CHAT_PATH, False, fixed)
-        result.direct_stream = run_rate(cfg, direct, True, fixed)
-        result.via_stream = run_rate(cfg, base + CHAT_PATH, True, fixed)
+        result.direct = run_rate(cfg, direct, False, fixed, keys, rate_nonce)
+        counters = cache_counters(base) if target.cache_metrics else {}
+        result.via = run_rate(cfg, base + CHAT_PATH, False, fixed, keys, rate_nonce)
+        if target.cache_metrics:
+            # Includes rate.py's unmeasured warm-up requests (same prompts, same tiers).
+            result.cache_rate = counter_delta(cache_counters(base), counters)
+        result.direct_stream = run_rate(cfg, direct, True, fixed, keys, rate_nonce)
+        result.via_stream = run_rate(cfg, base + CHAT_PATH, True, fixed, keys, rate_nonce)
         result.rss_mib, result.rss_max_mib = rss_mib(proc.pid)
-    except (BenchError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+    except (
+        BenchError,
+        OSError,
+        KeyError,
+        subprocess.TimeoutExpired,
+        json.JSONDecodeError,
+    ) as exc:
         result.error = str(exc)
-        log(f"[{target.name} #{round_no}] FAILED: {exc}")
-    finally:
-        proc.stop()
-    return result
+        if str(proc.log) not in result.error:
+            result.error += f"\n--- {proc.log} (last lines) ---\n{proc.log_tail(8)}"
+        log(f"[{target.name} #{round_no}] FAILED: {result.error}")
 
 
 # --------------------------------------------------------------------------- report
@@ -672,6 +956,36 @@ def report(
             f"| {n} | {pair('direct_')} | {pair('via_')} | {pair('direct_ttfb_')} "
             f"| {pair('via_ttfb_')} | {pair('wrk_')} | {fmt(m['upstream_share'])} | {errors} |"
         )
+    cached = [n for n in ok if any(r.cache_wrk or r.cache_rate for r in by_name[n])]
+    if cached:
+        lines += [
+            "",
+            "Cache lookups per request, from the gateway's /metrics (L1 hit / L2 hit / miss "
+            "of both tiers; and L2 outages: Redis operations that failed or took over 50 ms, "
+            "after which L2 is skipped until a PING answers), in the non-streaming wrk run and "
+            "the non-streaming fixed-rate run (with its warm-up):",
+            "",
+            "| target | wrk: L1 hit / L2 hit / miss | rate.py: L1 hit / L2 hit / miss "
+            "| pre-warm pass (x-llm-edge-cache) |",
+            "|---|---:|---:|---|",
+        ]
+        for n in cached:
+            r = next(r for r in by_name[n] if r.error is None)
+
+            def tiers(c: dict[str, float]) -> str:
+                lookups = c.get("hit_l1", 0.0) + c.get("miss_l1", 0.0)
+                if not lookups:
+                    return "n/a"
+                # A request that missed L1 went to L2 when there is one: miss = miss_l2
+                # with an L2, miss_l1 without.
+                miss = c["miss_l2"] if c["hit_l2"] or c["miss_l2"] else c["miss_l1"]
+                text = " / ".join(f"{v / lookups:.3f}" for v in (c["hit_l1"], c["hit_l2"], miss))
+                if c.get("l2_outages"):
+                    text += f" ({c['l2_outages']:g} L2 outages)"
+                return text
+
+            warm = ", ".join(f"{k} {v}" for k, v in sorted(r.prewarm.items())) or "none"
+            lines.append(f"| {n} | {tiers(r.cache_wrk)} | {tiers(r.cache_rate)} | {warm} |")
     if rounds > 1:
         lines += [
             "",
@@ -766,9 +1080,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (SystemExit), so every helper process
+    (started in its own session, out of reach of a signal to ours) is stopped."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    exit_on_signals()
     for tool in ("wrk", *(() if args.no_pin else ("taskset",))):
         if shutil.which(tool) is None:
             package = "wrk" if tool == "wrk" else "util-linux"

@@ -4,6 +4,8 @@
 --   wrk ... -s bench/wrk/chat.lua URL -- stream            (SSE streaming requests)
 --   wrk ... -s bench/wrk/chat.lua URL -- nonce=run42       (prompt prefix, see below)
 --   wrk ... -s bench/wrk/chat.lua URL -- fixed             (one prompt for all: cache hits)
+--   wrk ... -s bench/wrk/chat.lua URL -- keys=256 nonce=X  (cycle over 256 prompts,
+--                                                           "Benchmark prompt X-kI: say hello.")
 --
 -- Every request carries a different prompt (nonce + thread id + counter), so a gateway
 -- cache never hits; pass a new nonce per run (bench/run.py does) or the run's start time
@@ -22,6 +24,7 @@ end
 local counter = 0
 local stream = false
 local fixed = false
+local keys = 0
 local nonce = nil
 local path = nil
 local headers = {
@@ -35,6 +38,8 @@ function init(args)
       stream = true
     elseif a == "fixed" then
       fixed = true
+    elseif string.sub(a, 1, 5) == "keys=" then
+      keys = tonumber(string.sub(a, 6))
     elseif string.sub(a, 1, 6) == "nonce=" then
       nonce = string.sub(a, 7)
     end
@@ -49,6 +54,9 @@ function request()
   local prompt
   if fixed then
     prompt = "Benchmark prompt " .. nonce .. ": say hello."
+  elseif keys > 0 then
+    prompt = string.format("Benchmark prompt %s-k%d: say hello.", nonce, counter % keys)
+    counter = counter + 1
   else
     counter = counter + 1
     prompt = string.format("Benchmark prompt %s-%d-%d: say hello.", nonce, tid, counter)
