@@ -6,8 +6,11 @@ Values are stored as the caller gives them (it serializes); expiry is Redis's ow
 
 Outages. Redis being down, slow or flapping must cost a request at most ``op_timeout_s``
 and never an error, so each operation is bounded by ``asyncio.timeout`` (which also covers
-waiting for a pooled connection and connecting) and its failures are swallowed. The first
-failure flips the cache to *unhealthy* and calls ``on_outage(True)`` once; the caller logs
+waiting for a pooled connection and connecting) and its failures are swallowed. A refused
+or broken connection flips the cache to *unhealthy* at once; timeouts do so only after
+``OUTAGE_AFTER_TIMEOUTS`` in a row, because a worker whose event loop is saturated overruns
+the budget while Redis is fine (a success resets the count). The flip calls
+``on_outage(True)`` once; the caller logs
 one warning and counts it, instead of one per request. While unhealthy every operation is
 skipped without touching the network, and at most once per ``retry_interval_s`` (by the
 injected clock) an operation starts one background ``PING``; when it answers the cache is
@@ -35,6 +38,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 DEFAULT_KEY_PREFIX = "llm-edge:v1:"
 DEFAULT_OP_TIMEOUT_S = 0.05  # the most a request ever waits on Redis
@@ -42,6 +46,8 @@ RETRY_INTERVAL_S = 1.0  # while unhealthy, at most one PING per this many second
 MAX_CONNECTIONS = 64  # per worker process; waiting for one counts against op_timeout_s
 MAX_PENDING_PUTS = 1024  # background puts beyond this are dropped, not queued
 DRAIN_TIMEOUT_S = 2.0  # how long drain() waits for background puts at shutdown
+OUTAGE_AFTER_TIMEOUTS = 3  # consecutive timeouts that mean an outage, not a busy loop
+_TIMEOUTS = (TimeoutError, RedisTimeoutError)
 
 # Anything that means "Redis is not answering properly": connection refused or reset,
 # timeouts (asyncio's TimeoutError is an OSError), protocol errors, a full pool.
@@ -81,6 +87,7 @@ class RedisCache:
         "_probing",
         "_retry_interval_s",
         "_tasks",
+        "_timeouts",
         "_url",
         "errors",
         "outages",
@@ -113,6 +120,7 @@ class RedisCache:
         self._generation = 0
         self._next_probe_at = 0.0
         self._probing = False
+        self._timeouts = 0  # consecutive operations that timed out
         # Strong references: the event loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[None]] = set()
         self.outages = 0  # healthy -> unhealthy transitions since construction
@@ -180,9 +188,13 @@ class RedisCache:
         except ResponseError:
             self.errors += 1
             return None
+        except _TIMEOUTS:
+            self._timed_out(generation)
+            return None
         except _OUTAGE_ERRORS:
             self._failed(generation)
             return None
+        self._timeouts = 0
         return value if isinstance(value, bytes) else None
 
     async def put(self, key: str, value: bytes, ttl_s: float) -> None:
@@ -199,8 +211,12 @@ class RedisCache:
                 await client.set(self._key_prefix + key, value, px=ttl_ms)
         except ResponseError:
             self.errors += 1
+        except _TIMEOUTS:
+            self._timed_out(generation)
         except _OUTAGE_ERRORS:
             self._failed(generation)
+        else:
+            self._timeouts = 0
 
     def put_later(self, key: str, value: bytes, ttl_s: float) -> None:
         """Schedule ``put`` as a background task, off the request path.
@@ -265,6 +281,11 @@ class RedisCache:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _timed_out(self, generation: int) -> None:
+        self._timeouts += 1
+        if self._timeouts >= OUTAGE_AFTER_TIMEOUTS:
+            self._failed(generation)
+
     def _failed(self, generation: int) -> None:
         if not self._healthy or generation != self._generation:
             return
@@ -279,5 +300,6 @@ class RedisCache:
             return
         self._healthy = True
         self._generation += 1
+        self._timeouts = 0
         if self._on_outage is not None:
             self._on_outage(False)
