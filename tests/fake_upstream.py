@@ -168,6 +168,9 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.disconnects = 0
         self.completed_streams = 0
+        # The delay of unscripted (default) replies; a test that sets it resets it with
+        # ``reset()``. Scripted replies keep their own ``delay_s``.
+        self.default_delay_s = 0.0
         self._replies: deque[Reply] = deque()
         self._handlers: dict[str, Callable[[dict[str, Any]], Reply]] = {}
         self._loop = asyncio.new_event_loop()
@@ -191,6 +194,7 @@ class FakeUpstream:
         self.requests.clear()
         self.disconnects = 0
         self.completed_streams = 0
+        self.default_delay_s = 0.0
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -238,7 +242,7 @@ class FakeUpstream:
                 request.query_string,
             )
         )
-        reply = self._replies.popleft() if self._replies else Reply()
+        reply = self._replies.popleft() if self._replies else Reply(delay_s=self.default_delay_s)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         request_body = body if isinstance(body, dict) else {}

@@ -83,8 +83,18 @@ class PeakEwma:
         self._samples += 1
 
     def value(self) -> float | None:
-        """The current estimate (seconds); None before any sample."""
-        return self._estimate
+        """The current estimate (seconds); None before any sample.
+
+        Read, it decays towards zero with the time since the last sample (as linkerd's
+        does): a provider nobody sent anything to for a while looks better and better
+        until it gets a request again, whose sample then sets it right. That is how a
+        provider that was slow and recovered gets traffic back even when one sequential
+        client is the only source of samples."""
+        estimate = self._estimate
+        if estimate is None:
+            return None
+        dt = self._clock() - self._last
+        return estimate * math.exp(-dt / self.tau_s) if dt > 0 else estimate
 
     def reset(self) -> None:
         self._estimate = None
