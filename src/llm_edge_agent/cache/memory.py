@@ -44,13 +44,14 @@ _MASK32 = 0xFFFFFFFF
 class CacheEntry:
     """A stored answer: the bytes, when they were stored and when they stop being served."""
 
-    __slots__ = ("expires_at", "size", "stored_at", "value")
+    __slots__ = ("decoded", "expires_at", "size", "stored_at", "value")
 
     def __init__(self, value: bytes, stored_at: float, expires_at: float) -> None:
         self.value = value
         self.stored_at = stored_at
         self.expires_at = expires_at
         self.size = len(value)
+        self.decoded: object = None  # the caller's parsed form of ``value``, memoized
 
     def __repr__(self) -> str:
         return (

@@ -127,7 +127,14 @@ class ResponseCache:
 
     async def get(self, key: str, controls: CacheControls) -> CachedAnswer | None:
         entry = self.l1.get(key)
-        answer = decode_entry(entry.value, "l1") if entry is not None else None
+        answer: CachedAnswer | None = None
+        if entry is not None:
+            # Parsed once per entry, not per hit (answers are never mutated).
+            decoded = entry.decoded
+            if isinstance(decoded, CachedAnswer):
+                answer = decoded
+            else:
+                answer = entry.decoded = decode_entry(entry.value, "l1")
         hit = self._fresh(answer, controls)
         self._on_lookup("l1", hit)
         if hit:
