@@ -972,3 +972,21 @@ async def test_cancelling_a_hedged_run_releases_both_probes() -> None:
     assert not world.breaker("a").probing
     assert not world.breaker("b").probing
     assert world.discarded == []
+
+
+@pytest.mark.asyncio
+async def test_a_retry_is_counted_when_it_is_sent_not_when_it_is_decided() -> None:
+    world = World("a", "b", max_retries=2)
+    world.script("a", fail())
+    fake_sleep = world.sleep
+
+    async def sleep_while_others_open_the_circuit(delay: float) -> None:
+        await fake_sleep(delay)
+        world.breaker("a").force_open()  # concurrent requests' failures opened it meanwhile
+
+    world.executor._sleep = sleep_while_others_open_the_circuit
+    journey = Journey()
+    assert await world.run("a", "b", journey=journey) == "b"
+    assert world.calls == ["a", "b"]  # the retry of a was decided, never sent
+    assert journey.retries == 0
+    assert not any(entry[0] == "retry" for entry in world.events.log)

@@ -178,6 +178,9 @@ class Attempts(Generic[T]):
                     break
                 ctx.provider = runtime.name
                 journey.attempts += 1
+                if retry:  # counted when the retry is sent, not when it is decided
+                    events.retry(runtime.name, failures[-1])
+                    journey.retries += 1
                 try:
                     result = await attempt(
                         target,
@@ -207,8 +210,6 @@ class Attempts(Generic[T]):
                         break  # Retry-After beyond the cap, or the circuit just opened
                     if not policy.fits(delay, deadline.remaining_s()):
                         break
-                    events.retry(runtime.name, error)
-                    journey.retries += 1
                     await self._sleep(delay)
                     while (wait := breaker.cooldown_remaining_s()) > 0:
                         if not policy.fits(wait, deadline.remaining_s()):
