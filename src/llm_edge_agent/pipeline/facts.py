@@ -20,7 +20,8 @@ from ..strategies import RequestSize
 
 # The output a request without max_tokens is assumed to produce, for cost estimates.
 NOMINAL_OUTPUT_TOKENS = 256
-_IMAGE_MARKERS = (b'"image_url"', b'"input_image"')
+_IMAGE_URL = b'"image_url"'
+_INPUT_IMAGE = b'"input_image"'
 
 
 class RequestFacts:
@@ -59,10 +60,10 @@ class RequestFacts:
             return True
         if info.max_output_tokens is not None:
             return True
-        images = any(marker in self._raw for marker in _IMAGE_MARKERS)
-        if info.vision is False and images:
-            return True
         window = info.context_window
-        if window is None:
+        if window is None and info.vision is not False:
             return False
-        return images or len(self._raw) + requested_output_tokens(body) >= window
+        raw = self._raw
+        if _IMAGE_URL in raw or _INPUT_IMAGE in raw:
+            return True  # images: only the estimate can say (and vision may be refused)
+        return window is not None and len(raw) + requested_output_tokens(body) >= window
