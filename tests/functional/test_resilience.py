@@ -323,7 +323,7 @@ def test_429_fails_over_at_once_and_the_provider_cools_down(
     gateway = make_gateway(resilience="max_retries = 2\nretry_after_max_s = 5")
     upstream.push(
         Reply(
-            status=429, json={"error": {"message": "slow down"}}, headers={"retry-after-ms": "600"}
+            status=429, json={"error": {"message": "slow down"}}, headers={"retry-after-ms": "2000"}
         )
     )
     started = time.monotonic()
@@ -331,12 +331,12 @@ def test_429_fails_over_at_once_and_the_provider_cools_down(
     throttled_at = time.monotonic()
     assert response.status_code == 200, response.text
     assert response.headers["x-llm-edge-provider"] == "backup"
-    assert throttled_at - started < 0.3  # no wait for the Retry-After: the backup answered
+    assert throttled_at - started < 1.0  # no wait for the Retry-After: the backup answered
     assert len(upstream.requests) == 1 and len(backup.requests) == 1
 
     # Within the cooldown the primary is skipped altogether.
     response = gateway.post()
-    assert time.monotonic() - started < 0.6, "too slow to test the cooldown"
+    assert time.monotonic() - started < 1.8, "too slow to test the cooldown"
     assert response.status_code == 200, response.text
     assert response.headers["x-llm-edge-provider"] == "backup"
     assert len(upstream.requests) == 1 and len(backup.requests) == 2
@@ -344,7 +344,7 @@ def test_429_fails_over_at_once_and_the_provider_cools_down(
     assert gateway.circuit("primary") == "closed"
 
     # After the cooldown the primary is used again.
-    time.sleep(max(0.0, started + 0.7 - time.monotonic()))
+    time.sleep(max(0.0, started + 2.1 - time.monotonic()))
     response = gateway.post()
     assert response.status_code == 200, response.text
     assert response.headers["x-llm-edge-provider"] == "primary"
@@ -358,7 +358,7 @@ def test_breaker_opens_after_the_threshold_then_lets_one_probe_through(
     make_gateway: GatewayFactory, upstream: FakeUpstream, backup: FakeUpstream
 ) -> None:
     gateway = make_gateway(
-        resilience="max_retries = 0\nbreaker_failure_threshold = 3\nbreaker_open_s = 0.5"
+        resilience="max_retries = 0\nbreaker_failure_threshold = 3\nbreaker_open_s = 1.5"
     )
     upstream.push(*[Reply(status=500, json=BOOM)] * 3)
     for i in range(3):
@@ -381,12 +381,12 @@ def test_breaker_opens_after_the_threshold_then_lets_one_probe_through(
     assert body["status"] == "degraded"
     assert gateway.available_gauge("primary") == 0.0
     assert gateway.available_gauge("backup") == 1.0
-    assert time.monotonic() - opened_at < 0.5, "too slow to see the circuit open"
+    assert time.monotonic() - opened_at < 1.5, "too slow to see the circuit open"
 
     # After breaker_open_s: half-open, and exactly one probe gets through, however many
     # requests arrive while it is out (it is slow on purpose).
-    assert wait_until(lambda: gateway.circuit("primary") == "half_open", 3)
-    assert time.monotonic() - opened_at >= 0.4
+    assert wait_until(lambda: gateway.circuit("primary") == "half_open", 5)
+    assert time.monotonic() - opened_at >= 1.4
     upstream.push(Reply(delay_s=0.5))
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         responses = list(pool.map(lambda _: gateway.post(), range(10)))
@@ -534,7 +534,9 @@ def test_hedge_answers_from_the_backup_when_the_primary_is_slow(
 def test_no_hedge_when_the_primary_answers_in_time(
     make_gateway: GatewayFactory, upstream: FakeUpstream, backup: FakeUpstream
 ) -> None:
-    gateway = make_gateway(resilience="max_retries = 0", route="hedge_after_ms = 100")
+    # A generous delay: a loaded CI machine can take 100 ms over a cold first request,
+    # and the point here is that an answer in time starts no hedge.
+    gateway = make_gateway(resilience="max_retries = 0", route="hedge_after_ms = 1500")
     for i in range(3):
         raw = gateway.post(headers={"x-request-id": f"not-hedged-{i}"})
         assert raw.status_code == 200
