@@ -656,13 +656,28 @@ class _Relay:
         return self._gen
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        decoder = self._opened.primed.decoder
+        # ``client_bytes`` written out: one generator less per chunk on the hot path.
+        primed = self._opened.primed
+        decoder = primed.decoder
         assembler = self._assembler
         try:
-            async for out in client_bytes(self._opened.primed):
+            held, primed.held = primed.held, []
+            for out in held:
                 if assembler is not None:
                     assembler.feed(out)
                 yield out
+            if not primed.ended:
+                async for data in primed.chunks:
+                    out = decoder.feed(data)
+                    if out:
+                        if assembler is not None:
+                            assembler.feed(out)
+                        yield out
+                tail = decoder.finish()
+                if tail:
+                    if assembler is not None:
+                        assembler.feed(tail)
+                    yield tail
             self._failure = decoder.error
             self._status = 200 if decoder.error is None else decoder.error.status
             self._store()
