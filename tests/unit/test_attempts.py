@@ -38,20 +38,11 @@ from llm_edge_agent.resilience.breaker import CircuitBreaker
 from llm_edge_agent.routing import Target
 from llm_edge_agent.upstream.base import Timeouts, Transport
 
+from ..fake_clock import FakeClock
+
 HEDGE_S = 0.01  # a real delay: hedging waits on the event loop
 
 # ------------------------------------------------------------------ the harness
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeSleep:

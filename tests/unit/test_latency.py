@@ -8,17 +8,7 @@ import pytest
 
 from llm_edge_agent.resilience.latency import LatencyStats, PeakEwma
 
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from ..fake_clock import FakeClock
 
 # --------------------------------------------------------------------------- PeakEwma
 

@@ -9,16 +9,7 @@ import pytest
 
 from llm_edge_agent.cache.memory import CacheEntry, CacheStats, FrequencySketch, MemoryCache
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from ...fake_clock import FakeClock
 
 
 @pytest.fixture

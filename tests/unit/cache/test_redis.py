@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from llm_edge_agent.cache.redis import OUTAGE_AFTER_TIMEOUTS, RETRY_INTERVAL_S, RedisCache
 
+from ...fake_clock import FakeClock
 from ...redis_server import RedisServer, free_port
 
 # Where the bound itself is under test. Not the 50 ms default: a loaded CI machine can stall
@@ -19,19 +20,6 @@ from ...redis_server import RedisServer, free_port
 OP_TIMEOUT_S = 0.2
 RELAXED_OP_TIMEOUT_S = 2.0  # everywhere else: a slow CI machine must not look like an outage
 PROMPT_S = 1.0  # bound for "returns promptly" across many calls
-
-
-class FakeClock:
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Outages:

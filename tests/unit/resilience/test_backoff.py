@@ -16,18 +16,9 @@ from llm_edge_agent.resilience.backoff import (
     retry_after_s,
 )
 
+from ...fake_clock import FakeClock
+
 NOW_WALL = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def low() -> float:

@@ -7,16 +7,7 @@ import pytest
 from llm_edge_agent.config import ResilienceConfig
 from llm_edge_agent.resilience.breaker import CircuitBreaker, Permit
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from ...fake_clock import FakeClock
 
 
 def make(
