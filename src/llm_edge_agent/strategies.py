@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -136,6 +136,12 @@ def split_available(targets: Sequence[Target], view: LoadView) -> tuple[list[Tar
     return up, down
 
 
+def _rotated(targets: list[Target], counter: Iterator[int]) -> list[Target]:
+    """``targets`` starting one further along than the previous call with ``counter``."""
+    start = next(counter) % len(targets)
+    return [*targets[start:], *targets[:start]]
+
+
 class Failover:
     """Priority order, as configured (unavailable targets last)."""
 
@@ -165,8 +171,7 @@ class RoundRobin:
         up, down = split_available(targets, view)
         if not up:
             return targets
-        start = next(self._counter) % len(up)
-        return [*up[start:], *up[:start], *down]
+        return [*_rotated(up, self._counter), *down]
 
     def __repr__(self) -> str:
         return "RoundRobin()"
@@ -220,8 +225,7 @@ class LeastBusy:
         up, down = split_available(targets, view)
         if not up:
             return targets
-        start = next(self._counter) % len(up)
-        rotated = [*up[start:], *up[:start]]
+        rotated = _rotated(up, self._counter)
         loads = {t.provider: view.in_flight(t.provider) for t in rotated}
         rotated.sort(key=lambda t: loads[t.provider])  # stable: the rotation breaks ties
         return [*rotated, *down]

@@ -383,3 +383,13 @@ def test_timeouts_shortened_only_shortens() -> None:
     assert (short.total_s, short.connect_s, short.idle_s) == (0.5, 0.5, 0.5)
     medium = TIMEOUTS.shortened(2.0)
     assert (medium.total_s, medium.connect_s, medium.idle_s) == (2.0, 1.0, 1.0)
+
+
+@pytest.mark.asyncio
+async def test_the_health_probe_is_answered_locally() -> None:
+    translator = OpenAITranslator("mock", "http://mock.invalid/v1", None)
+    response = await MockTransport("mock").send(
+        translator.health_request(), Timeouts(1.0, 1.0, 1.0)
+    )
+    assert response.status == 200
+    assert orjson.loads(response.body)["object"] == "list"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 
@@ -40,13 +41,15 @@ from ..resilience.backoff import Deadline
 from ..routing import Router, Target
 from ..rules import RuleSet
 from ..upstream.base import Timeouts, Transport
-from .attempts import Attempts, Events, Journey, Usable, UsableCheck
+from .attempts import Attempt, Attempts, Events, Journey, Usable
 from .context import RequestContext
 from .facts import RequestFacts
 from .operations import Operation
 from .priming import PrimedStream, prime
 from .responses import Response, StreamingResponse, error_response, sse_error_event
 from .runtime import ProviderRuntime
+
+T = TypeVar("T")
 
 COST_DECIMALS = 12
 CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer ended
@@ -185,28 +188,23 @@ class Pipeline:
         slot: _CacheSlot | None,
     ) -> _Fetched:
         """The upstream answer, from the first target that gives one (``attempts.py``)."""
+        attempt = partial(self._send, ctx, request, slot)
+        return await self._run(self._plain, ctx, facts, targets, deadline, attempt)
 
-        async def attempt(
-            target: Target,
-            runtime: ProviderRuntime,
-            translator: Translator,
-            transport: Transport,
-            timeouts: Timeouts,
-        ) -> _Fetched:
-            return await self._send(
-                ctx, request, slot, target, runtime, translator, transport, timeouts
-            )
-
-        journey = ctx.journey = Journey()
-        return await self._plain.run(
-            ctx,
-            targets,
-            deadline,
-            journey,
-            attempt,
-            self._usable_for(ctx, facts),
-            self._hedge_s(targets),
-        )
+    async def _run(
+        self,
+        attempts: Attempts[T],
+        ctx: RequestContext,
+        facts: RequestFacts,
+        targets: list[Target],
+        deadline: Deadline,
+        attempt: Attempt[T],
+    ) -> T:
+        """The resilience executor over ``targets``, recording the attempts on ``ctx``."""
+        ctx.journey = journey = Journey()
+        usable = partial(self._usable, ctx, facts)
+        hedge_s = self._hedge_s(targets)
+        return await attempts.run(ctx, targets, deadline, journey, attempt, usable, hedge_s)
 
     async def _send(
         self,
@@ -259,18 +257,6 @@ class Pipeline:
     ) -> StreamingResponse:
         """The first target's stream that produces content; a failure before that is
         retried or failed over like any other (``priming.py``)."""
-
-        async def attempt(
-            target: Target,
-            runtime: ProviderRuntime,
-            translator: Translator,
-            transport: Transport,
-            timeouts: Timeouts,
-        ) -> _Opened:
-            return await self._open(
-                ctx, request, deadline, target, runtime, translator, transport, timeouts
-            )
-
         if slot is not None:
             return await self._shared_stream(ctx, request, facts, targets, deadline, slot)
         opened = await self._stream_attempts(ctx, request, facts, targets, deadline)
@@ -288,27 +274,8 @@ class Pipeline:
         targets: list[Target],
         deadline: Deadline,
     ) -> _Opened:
-        async def attempt(
-            target: Target,
-            runtime: ProviderRuntime,
-            translator: Translator,
-            transport: Transport,
-            timeouts: Timeouts,
-        ) -> _Opened:
-            return await self._open(
-                ctx, request, deadline, target, runtime, translator, transport, timeouts
-            )
-
-        journey = ctx.journey = Journey()
-        return await self._streams.run(
-            ctx,
-            targets,
-            deadline,
-            journey,
-            attempt,
-            self._usable_for(ctx, facts),
-            self._hedge_s(targets),
-        )
+        attempt = partial(self._open, ctx, request, deadline)
+        return await self._run(self._streams, ctx, facts, targets, deadline, attempt)
 
     async def _shared_stream(
         self,
@@ -373,11 +340,11 @@ class Pipeline:
                 broadcast.append(sse_error_event(error))
             flight.usage = decoder.usage
             model = opened.target.model
-            flight.cost = self._cost(None, model, decoder.usage)
             body = assembler.result() if flight.failure is None else None
+            reported = body.get("model") if body is not None else None
+            flight.cost = self._cost(reported, model, decoder.usage)
             if body is not None and storable(body):
-                cost = self._cost(body.get("model"), model, decoder.usage)
-                slot.store(opened.runtime.name, orjson.dumps(body), decoder.usage, cost)
+                slot.store(opened.runtime.name, orjson.dumps(body), decoder.usage, flight.cost)
             if flight.leader_left:  # the client that started it is gone: the spend stays
                 self._metrics.extra_spend(opened.runtime.name, model, flight.usage, flight.cost)
         finally:
@@ -473,14 +440,8 @@ class Pipeline:
 
     # ------------------------------------------------------------------ helpers
 
-    def _usable_for(self, ctx: RequestContext, facts: RequestFacts) -> UsableCheck:
-        def usable(target: Target) -> Usable | GatewayError:
-            return self._usable(target, ctx, facts)
-
-        return usable
-
     def _usable(
-        self, target: Target, ctx: RequestContext, facts: RequestFacts
+        self, ctx: RequestContext, facts: RequestFacts, target: Target
     ) -> Usable | GatewayError:
         """The target's provider ready to take the request, or why it cannot. (Circuit
         and bulkhead are checked by the executor, at the moment of each attempt.)"""
@@ -656,28 +617,13 @@ class _Relay:
         return self._gen
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        # ``client_bytes`` written out: one generator less per chunk on the hot path.
-        primed = self._opened.primed
-        decoder = primed.decoder
+        decoder = self._opened.primed.decoder
         assembler = self._assembler
         try:
-            held, primed.held = primed.held, []
-            for out in held:
+            async for out in client_bytes(self._opened.primed):
                 if assembler is not None:
                     assembler.feed(out)
                 yield out
-            if not primed.ended:
-                async for data in primed.chunks:
-                    out = decoder.feed(data)
-                    if out:
-                        if assembler is not None:
-                            assembler.feed(out)
-                        yield out
-                tail = decoder.finish()
-                if tail:
-                    if assembler is not None:
-                        assembler.feed(tail)
-                    yield tail
             self._failure = decoder.error
             self._status = 200 if decoder.error is None else decoder.error.status
             self._store()

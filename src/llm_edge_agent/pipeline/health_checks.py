@@ -12,7 +12,7 @@ a request that costs nothing (the provider's model list: ``GET /models`` and the
   the provider reads unhealthy in ``/health`` (and ``/health/ready`` when no provider is
   left).
 
-The ``mock`` provider has nothing to probe. Bedrock has no free endpoint; the config
+The ``mock`` provider answers its probe locally. Bedrock has no free endpoint; the config
 refuses health checks for it.
 """
 
@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from ..errors import UpstreamError
 from ..observability.logs import get_logger
+from ..providers.base import HealthProbed
 from ..upstream.base import Timeouts
 from .runtime import ProviderRuntime
 
@@ -44,9 +45,8 @@ class HealthChecks:
             r
             for r in runtimes
             if r.config.health_check_interval_s > 0
-            and r.type != "mock"
             and r.transport is not None
-            and hasattr(r.translator, "health_request")
+            and isinstance(r.translator, HealthProbed)
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -75,12 +75,12 @@ class HealthChecks:
 async def probe(runtime: ProviderRuntime) -> bool:
     """One probe: True when the provider answered like a healthy one."""
     translator, transport = runtime.translator, runtime.transport
-    if translator is None or transport is None:
+    if not isinstance(translator, HealthProbed) or transport is None:
         return False
     timeout = runtime.config.health_check_timeout_s
     timeouts = Timeouts(timeout, min(timeout, runtime.config.connect_timeout_s), timeout)
     try:
-        response = await transport.send(translator.health_request(), timeouts)  # type: ignore[attr-defined]
+        response = await transport.send(translator.health_request(), timeouts)
     except UpstreamError:
         return False
     return healthy_status(response.status)

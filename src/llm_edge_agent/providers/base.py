@@ -9,7 +9,7 @@ client's SSE bytes, and ``decode_error`` maps an upstream failure onto the error
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import UpstreamError
 from ..models import ChatRequest
@@ -53,6 +53,14 @@ class StreamDecoder(Protocol):
         """Upstream ended. Returns the remaining client bytes; raises ``UpstreamError`` when
         the stream was cut before its end (the caller turns that into an SSE error event)."""
         ...
+
+
+@runtime_checkable
+class HealthProbed(Protocol):
+    """A translator that knows a free request proving its provider is up (the model list),
+    for active health checks."""
+
+    def health_request(self) -> UpstreamRequest: ...
 
 
 class Translator(Protocol):

@@ -282,6 +282,8 @@ class MockTransport:
         )
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+        if request.method == "GET":  # the model list: what active health checks ask for
+            return UpstreamResponse(200, _JSON_HEADERS, b'{"object":"list","data":[]}')
         body = await self._prepare(request, timeouts)
         if body is None:
             return UpstreamResponse(500, _JSON_HEADERS, self._failure())
