@@ -210,11 +210,7 @@ class Attempts(Generic[T]):
                         break  # Retry-After beyond the cap, or the circuit just opened
                     if not policy.fits(delay, deadline.remaining_s()):
                         break
-                    await self._sleep(delay)
-                    while (wait := breaker.cooldown_remaining_s()) > 0:
-                        if not policy.fits(wait, deadline.remaining_s()):
-                            break
-                        await self._sleep(wait)
+                    await self._sleep(delay)  # a cooldown left after it: see the top
                     retry += 1
                     continue
                 except BaseException:
