@@ -7,6 +7,7 @@ import pytest
 
 from ..fake_upstream import FakeUpstream
 from ..gateway_process import GatewayProcess
+from .resilience_harness import make_gateway  # noqa: F401  (a fixture for the resilience tests)
 
 UPSTREAM_KEY = "sk-upstream-secret-do-not-leak"
 

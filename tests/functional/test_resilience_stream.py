@@ -5,8 +5,7 @@ event (INTERFACE §7); a slow first byte is hedged."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 
 import httpx
 import openai
@@ -15,24 +14,15 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from ..fake_upstream import FakeUpstream, Reply, chunk, sse
-from ..gateway_process import GatewayProcess
-from .test_resilience import USER, Edge, GatewayFactory, assert_error, resilience_config, wait_until
+from .resilience_harness import (
+    USER,
+    Edge,
+    GatewayFactory,
+    assert_error,
+    wait_until,
+)
 
 ERROR_EVENT = sse({"error": {"message": "model overloaded", "type": "server_error"}})
-
-
-@pytest.fixture
-def make_gateway(upstream: FakeUpstream, backup: FakeUpstream) -> Iterator[GatewayFactory]:
-    started: list[Edge] = []
-
-    def make(**kwargs: Any) -> Edge:
-        process = GatewayProcess(resilience_config(upstream, backup, **kwargs), resilience=True)
-        started.append(Edge(process))
-        return started[-1]
-
-    yield make
-    for edge in started:
-        edge.close()
 
 
 def read_stream(
