@@ -77,7 +77,7 @@ from bench.run import (
     versions,
     wait_healthy,
 )
-from bench.zipf import cpu_set
+from bench.zipf import can_pin, cpu_set
 
 MODEL = "chaos"
 PROMPT = "Chaos prompt {nonce}-{index}: say hello."
@@ -749,9 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     exit_on_signals()
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if not args.no_pin and not pin:
-        log("warning: not pinning (fewer than 2 cores, or no taskset)")
+    pin = can_pin(args.no_pin)
     target_core = args.target_core if pin else None
     load_core = args.load_core if pin else None
     if load_core is not None:

@@ -555,13 +555,19 @@ def cpu_set(spec: str) -> set[int]:
     return cpus
 
 
+def can_pin(no_pin: bool) -> bool:
+    """Whether to pin processes to cores (asked for, 2+ cores, taskset present); says why not."""
+    pin = not no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    if not no_pin and not pin:
+        log("warning: not pinning (fewer than 2 cores, or no taskset)")
+    return pin
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     exit_on_signals()
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if not args.no_pin and not pin:
-        log("warning: not pinning (fewer than 2 cores, or no taskset)")
+    pin = can_pin(args.no_pin)
     need_redis = any(SETUPS[n].redis for n in args.setup_names)
     if need_redis and shutil.which("redis-server") is None:
         log("error: redis-server not found (scripts/ensure-redis installs it)")
