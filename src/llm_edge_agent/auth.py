@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 from collections.abc import Iterable, Mapping
 
 from .errors import AuthenticationError, ConfigError
@@ -25,6 +26,22 @@ def key_id(digest: bytes) -> str:
     return digest[:8].hex()
 
 
+def entry_digest(where: str, entry: str) -> bytes:
+    """The SHA-256 digest of a configured key: the key itself, or ``sha256:<64 hex>``.
+    ``ConfigError`` (naming ``where``) for a bad digest or an empty entry (often an unset
+    ``${VAR}``, which must not silently open the gateway)."""
+    if entry.startswith(SHA256_PREFIX):
+        text = entry[len(SHA256_PREFIX) :]
+        if text and not all(c in string.hexdigits for c in text):
+            raise ConfigError(where, "invalid sha256 hex digest")
+        if len(text) != 64:
+            raise ConfigError(where, "sha256 digest must be 64 hex characters")
+        return bytes.fromhex(text)
+    if not entry.strip():
+        raise ConfigError(where, "is empty")
+    return key_digest(entry)
+
+
 def presented_key(headers: Mapping[str, str]) -> str | None:
     auth = headers.get("authorization")
     if auth:
@@ -37,24 +54,9 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 class Authenticator:
     def __init__(self, keys: Iterable[str]) -> None:
-        digests = []
-        for i, entry in enumerate(keys):
-            if entry.startswith(SHA256_PREFIX):
-                try:
-                    digest = bytes.fromhex(entry[len(SHA256_PREFIX) :])
-                except ValueError as exc:
-                    raise ConfigError(f"auth.api_keys[{i}]", "invalid sha256 hex digest") from exc
-                if len(digest) != 32:
-                    raise ConfigError(
-                        f"auth.api_keys[{i}]", "sha256 digest must be 64 hex characters"
-                    )
-                digests.append(digest)
-            elif entry.strip():
-                digests.append(key_digest(entry))
-            else:
-                # An empty entry (often an unset ${VAR}) must not silently open the gateway.
-                raise ConfigError(f"auth.api_keys[{i}]", "is empty")
-        self._digests = tuple(digests)
+        self._digests = tuple(
+            entry_digest(f"auth.api_keys[{i}]", entry) for i, entry in enumerate(keys)
+        )
 
     def __repr__(self) -> str:
         return f"Authenticator(keys={len(self._digests)})"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from .auth import entry_digest
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -438,10 +439,7 @@ def _parse_provider(t: _Table, resilience: ResilienceConfig) -> ProviderConfig:
             t._path("type"), f"unknown provider type {ptype!r} (one of {', '.join(PROVIDER_TYPES)})"
         )
     d = ProviderConfig(name=name, type=ptype)
-    headers = t.table("headers")
-    for k, v in headers.data.items():
-        if not isinstance(v, str):
-            raise ConfigError(headers._path(k), f"expected string, got {_kind(v)}")
+    headers = _str_table(t.table("headers"))
     c = ProviderConfig(
         name=name,
         type=ptype,
@@ -453,7 +451,7 @@ def _parse_provider(t: _Table, resilience: ResilienceConfig) -> ProviderConfig:
         stream_idle_timeout_s=t.get("stream_idle_timeout_s", float, d.stream_idle_timeout_s),
         max_concurrency=t.get("max_concurrency", int, d.max_concurrency),
         cost_weight=t.get("cost_weight", float, d.cost_weight),
-        headers=dict(headers.data),
+        headers=headers,
         api_version=t.opt("api_version", str),
         deployment=t.opt("deployment", str),
         ad_token=t.opt("ad_token", str) or None,
@@ -872,7 +870,7 @@ def validate(config: Config) -> None:
                 )
     for team, keys in config.auth.teams.items():
         for i, key in enumerate(keys):
-            _check_key_entry(f"auth.teams.{team}[{i}]", key)
+            entry_digest(f"auth.teams.{team}[{i}]", key)  # raises for a bad entry
     for i, rule in enumerate(config.rules):
         if rule.route not in route_names:
             raise ConfigError(f"rules[{i}].route", f"unknown route {rule.route!r}")
@@ -893,14 +891,6 @@ def validate(config: Config) -> None:
                 raise ConfigError(
                     f"routes[{i}].fallbacks[{j}]", "a route cannot fall back to itself"
                 )
-
-
-def _check_key_entry(where: str, entry: str) -> None:
-    """A client key as configured: the key itself, or ``sha256:`` and 64 hex digits."""
-    if not entry.strip():
-        raise ConfigError(where, "is empty")
-    if entry.startswith("sha256:") and not re.fullmatch(r"[0-9a-fA-F]{64}", entry[7:]):
-        raise ConfigError(where, "sha256 digest must be 64 hex characters")
 
 
 def env_snapshot() -> dict[str, str]:

@@ -34,9 +34,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from .auth import SHA256_PREFIX, key_digest, key_id
+from .auth import entry_digest, key_id
 from .config import RuleConfig
-from .errors import ConfigError
 
 __all__ = ["RuleSet"]
 
@@ -100,18 +99,7 @@ def _team_members(teams: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str
     members: dict[str, set[str]] = {}
     for team, keys in teams.items():
         for i, entry in enumerate(keys):
-            where = f"auth.teams.{team}[{i}]"
-            if entry.startswith(SHA256_PREFIX):
-                try:
-                    digest = bytes.fromhex(entry[len(SHA256_PREFIX) :])
-                except ValueError as exc:
-                    raise ConfigError(where, "invalid sha256 hex digest") from exc
-                if len(digest) != 32:
-                    raise ConfigError(where, "sha256 digest must be 64 hex characters")
-            elif entry.strip():
-                digest = key_digest(entry)
-            else:
-                raise ConfigError(where, "is empty")
+            digest = entry_digest(f"auth.teams.{team}[{i}]", entry)
             members.setdefault(key_id(digest), set()).add(team)
     return {kid: frozenset(names) for kid, names in members.items()}
 
