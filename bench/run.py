@@ -12,6 +12,10 @@ through it, then measure
     for non-streaming requests (whole response) and streaming (time to first byte),
   * the target's RSS after the run (VmRSS summed over its process tree, and the
     largest single process: the worker),
+  * for targets that answer from their cache, the same fixed-rate latency against a
+    second fake upstream pinned to the target's own core ("local"): a cache hit makes no
+    upstream call, so hit minus local is what answering from the gateway costs, without
+    the cross-core wake-up that "direct" (client and upstream share a core) never pays,
 then stop it and print a markdown report: machine, versions, commands and the table.
 
 The load generators run on the same core as the upstream, which is much cheaper per
@@ -100,6 +104,8 @@ class Target:
     prompt_set: int = 0
     # Report cache lookups per request (L1/L2 hits, misses) from GET /metrics.
     cache_metrics: bool = False
+    # Answers from its cache: also measure latency against a server on the target's core.
+    local_reference: bool = False
 
 
 def passthrough(name: str, script: str, description: str) -> Target:
@@ -210,6 +216,7 @@ def gateway(
         fixed_prompt=cache and not prompt_set and not unique,
         prompt_set=prompt_set,
         cache_metrics=cache,
+        local_reference=cache and not unique,
     )
 
 
@@ -679,6 +686,9 @@ class TargetResult:
     wrk_stream: dict[str, Any] = field(default_factory=dict)
     direct: dict[str, Any] = field(default_factory=dict)
     direct_stream: dict[str, Any] = field(default_factory=dict)
+    # The fake upstream on the target's core (cache targets only): see the module doc.
+    local: dict[str, Any] = field(default_factory=dict)
+    local_stream: dict[str, Any] = field(default_factory=dict)
     via: dict[str, Any] = field(default_factory=dict)
     via_stream: dict[str, Any] = field(default_factory=dict)
     rss_mib: float | None = None
@@ -717,6 +727,10 @@ class TargetResult:
             m[f"via_ttfb_{p}"] = pct(self.via_stream, "ttfb_ms", p)
             m[f"added_{p}"] = diff(m[f"via_{p}"], m[f"direct_{p}"])
             m[f"added_ttfb_{p}"] = diff(m[f"via_ttfb_{p}"], m[f"direct_ttfb_{p}"])
+            m[f"local_{p}"] = pct(self.local, "latency_ms", p)
+            m[f"local_ttfb_{p}"] = pct(self.local_stream, "ttfb_ms", p)
+            m[f"added_local_{p}"] = diff(m[f"via_{p}"], m[f"local_{p}"])
+            m[f"added_local_ttfb_{p}"] = diff(m[f"via_ttfb_{p}"], m[f"local_ttfb_{p}"])
             wrk_us = self.wrk.get("latency_us", {}).get(p)
             m[f"wrk_{p}"] = None if wrk_us is None else wrk_us / 1000
         return m
@@ -729,6 +743,8 @@ class TargetResult:
         for label, run in (
             ("direct", self.direct),
             ("direct stream", self.direct_stream),
+            ("local", self.local),
+            ("local stream", self.local_stream),
             ("rate", self.via),
             ("rate stream", self.via_stream),
         ):
@@ -738,7 +754,12 @@ class TargetResult:
 
 
 def bench_target(
-    cfg: Config, target: Target, upstream_port: int, workdir: Path, round_no: int
+    cfg: Config,
+    target: Target,
+    upstream_port: int,
+    workdir: Path,
+    round_no: int,
+    local_port: int | None = None,
 ) -> TargetResult:
     result = TargetResult(name=target.name, description=target.description, round=round_no)
     with contextlib.ExitStack() as stack:
@@ -762,7 +783,7 @@ def bench_target(
         result.command = (f"{env} " if env else "") + display(argv)
         proc = start(target.name, argv, workdir, target.env)
         stack.callback(proc.stop)
-        measure(cfg, target, ctx, proc, result, round_no)
+        measure(cfg, target, ctx, proc, result, round_no, local_port)
     return result
 
 
@@ -773,11 +794,15 @@ def measure(
     proc: Process,
     result: TargetResult,
     round_no: int,
+    local_port: int | None = None,
 ) -> None:
     """Run every measurement of one target (already started) into ``result``."""
     upstream_port = ctx.upstream_port
     base = f"http://127.0.0.1:{ctx.port}"
     direct = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
+    local = f"http://127.0.0.1:{local_port}{CHAT_PATH}" if local_port else None
+    if not target.local_reference:
+        local = None
     fixed = target.fixed_prompt
     keys = target.prompt_set
     # Every run of this target uses one prompt set (the pre-warmed one); else fresh nonces.
@@ -813,12 +838,16 @@ def measure(
             f"[{target.name} #{round_no}] fixed rate {cfg.rate:g}/s, direct then through the target"
         )
         result.direct = run_rate(cfg, direct, False, fixed, keys, rate_nonce)
+        if local is not None:
+            result.local = run_rate(cfg, local, False, fixed, keys, rate_nonce)
         counters = cache_counters(base) if target.cache_metrics else {}
         result.via = run_rate(cfg, base + CHAT_PATH, False, fixed, keys, rate_nonce)
         if target.cache_metrics:
             # Includes rate.py's unmeasured warm-up requests (same prompts, same tiers).
             result.cache_rate = counter_delta(cache_counters(base), counters)
         result.direct_stream = run_rate(cfg, direct, True, fixed, keys, rate_nonce)
+        if local is not None:
+            result.local_stream = run_rate(cfg, local, True, fixed, keys, rate_nonce)
         result.via_stream = run_rate(cfg, base + CHAT_PATH, True, fixed, keys, rate_nonce)
         result.rss_mib, result.rss_max_mib = rss_mib(proc.pid)
     except (
@@ -986,6 +1015,32 @@ def report(
 
             warm = ", ".join(f"{k} {v}" for k, v in sorted(r.prewarm.items())) or "none"
             lines.append(f"| {n} | {tiers(r.cache_wrk)} | {tiers(r.cache_rate)} | {warm} |")
+    local = [n for n in ok if medians[n].get("local_p50") is not None]
+    if local:
+        lines += [
+            "",
+            "Cache hits against a server on the target's own core, ms"
+            f"{of_rounds}: local = the same fixed-rate load at a second fake upstream "
+            "pinned to the target's core. A hit calls no upstream, so via minus local is "
+            "what answering from the gateway adds; via minus direct (above) also counts the "
+            "cross-core wake-up that direct, whose upstream shares the client's core, never "
+            "pays.",
+            "",
+            "| target | local p50/p99 | via p50/p99 | added p50/p99 | local TTFB p50/p99 "
+            "| via TTFB p50/p99 | stream TTFB added p50/p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in local:
+            m = medians[n]
+
+            def pair2(prefix: str, m: dict[str, float | None] = m) -> str:
+                return f"{fmt(m[prefix + 'p50'])} / {fmt(m[prefix + 'p99'])}"
+
+            lines.append(
+                f"| {n} | {pair2('local_')} | {pair2('via_')} | {pair2('added_local_')} "
+                f"| {pair2('local_ttfb_')} | {pair2('via_ttfb_')} "
+                f"| {pair2('added_local_ttfb_')} |"
+            )
     if rounds > 1:
         lines += [
             "",
@@ -1020,10 +1075,12 @@ def report(
 
 
 @contextlib.contextmanager
-def upstream_process(cfg: Config, workdir: Path) -> Iterator[tuple[Process, int]]:
+def upstream_process(
+    cfg: Config, workdir: Path, core: str | None, name: str = "upstream"
+) -> Iterator[tuple[Process, int]]:
     port = free_port()
     argv = pinned(
-        cfg.load_core,
+        core,
         [
             PYTHON,
             str(BENCH / "upstream.py"),
@@ -1034,7 +1091,7 @@ def upstream_process(cfg: Config, workdir: Path) -> Iterator[tuple[Process, int]
         ],
     )
     cfg.record(argv)
-    proc = start("upstream", argv, workdir)
+    proc = start(name, argv, workdir)
     try:
         wait_healthy(proc, f"http://127.0.0.1:{port}/health/live", 15.0)
         yield proc, port
@@ -1118,7 +1175,16 @@ def main(argv: list[str] | None = None) -> int:
     upstream_direct: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
         workdir = Path(tmp)
-        with upstream_process(cfg, workdir) as (_upstream, upstream_port):
+        with contextlib.ExitStack() as stack:
+            _upstream, upstream_port = stack.enter_context(
+                upstream_process(cfg, workdir, cfg.load_core)
+            )
+            local_port = None
+            if any(TARGETS[n].local_reference for n in args.target_names):
+                # Idle except while rate.py measures it: never competes with a target's load.
+                _local, local_port = stack.enter_context(
+                    upstream_process(cfg, workdir, cfg.target_core, "local-upstream")
+                )
             if not args.skip_upstream_check:
                 # The upstream's own capacity, load on the other core: must dwarf the targets.
                 url = f"http://127.0.0.1:{upstream_port}{CHAT_PATH}"
@@ -1129,7 +1195,9 @@ def main(argv: list[str] | None = None) -> int:
             for round_no in range(1, args.rounds + 1):
                 for name in args.target_names:
                     target = TARGETS[name]
-                    results.append(bench_target(cfg, target, upstream_port, workdir, round_no))
+                    results.append(
+                        bench_target(cfg, target, upstream_port, workdir, round_no, local_port)
+                    )
     text = report(cfg, results, upstream_direct, [os.path.relpath(sys.argv[0]), *argv], args.rounds)
     print(text)
     if args.out is not None:

@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SetupResult] = []
     with tempfile.TemporaryDirectory(prefix="llm-zipf-") as tmp:
         workdir = Path(tmp)
-        with upstream_process(cfg, workdir) as (_upstream, upstream_port):
+        with upstream_process(cfg, workdir, cfg.load_core) as (_upstream, upstream_port):
             for name in args.setup_names:
                 results.append(run_setup(args, cfg, SETUPS[name], trace, upstream_port, workdir))
     text = report(args, cfg, trace, results, [os.path.relpath(sys.argv[0]), *argv])

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from .errors import AuthenticationError, ConfigError
 
 SHA256_PREFIX = "sha256:"
+# Keys that authenticated lately, so a returning client skips the SHA-256 (see ``_known``).
+KNOWN_KEYS_MAX = 4096
 
 
 def key_digest(key: str) -> bytes:
@@ -57,6 +59,13 @@ class Authenticator:
         self._digests = tuple(
             entry_digest(f"auth.api_keys[{i}]", entry) for i, entry in enumerate(keys)
         )
+        # Presented key -> tenant id, for keys that were accepted: hashing a key and
+        # comparing it with every digest costs more than the rest of a cache hit's
+        # bookkeeping. Only accepted keys get in (a flood of wrong keys hashes each time and
+        # adds nothing), and the dict is emptied when full. A lookup compares a probe with
+        # a stored key only when their keyed (SipHash) str hashes are equal, which a client
+        # cannot arrange, so its timing says nothing about other clients' keys.
+        self._known: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Authenticator(keys={len(self._digests)})"
@@ -68,16 +77,24 @@ class Authenticator:
     def authenticate(self, headers: Mapping[str, str]) -> str | None:
         """The caller's tenant id (a digest prefix), None for an open gateway without a key."""
         key = presented_key(headers)
-        if not self._digests:
-            return key_id(key_digest(key)) if key else None
         if key is None:
+            if not self._digests:
+                return None
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
             )
+        tenant = self._known.get(key)
+        if tenant is not None:
+            return tenant
         digest = key_digest(key)
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        if not matched:
-            raise AuthenticationError("invalid API key")
-        return key_id(digest)
+        if self._digests:
+            matched = False
+            for known in self._digests:
+                matched |= hmac.compare_digest(digest, known)
+            if not matched:
+                raise AuthenticationError("invalid API key")
+        tenant = key_id(digest)
+        if len(self._known) >= KNOWN_KEYS_MAX:
+            self._known.clear()
+        self._known[key] = tenant
+        return tenant

@@ -6,7 +6,8 @@ untouched; ``ChatRequest`` only lifts out what the gateway itself needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -96,9 +97,21 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         raise _bad("messages", "'messages' must contain at least one message")
     for i, message in enumerate(messages):
         _validate_message(i, message)
+    # Only the optional fields the body has: a typical request sets two or three of them,
+    # so this is a few dict probes rather than one per field the gateway knows.
+    for name in body:
+        check = _CHAT_FIELD_CHECKS.get(name)
+        if check is not None:
+            check(body)
+
+
+def _check_stream(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("stream", "'stream' must be a boolean")
+
+
+def _check_stream_options(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
@@ -106,20 +119,17 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         include = options.get("include_usage")
         if include is not None and not isinstance(include, bool):
             raise _bad("stream_options.include_usage", "'include_usage' must be a boolean")
-    _check_number(body, "temperature", 0, 2)
-    _check_number(body, "top_p", 0, 1)
-    _check_number(body, "presence_penalty", -2, 2)
-    _check_number(body, "frequency_penalty", -2, 2)
-    _check_int(body, "n", 1)
-    _check_int(body, "max_tokens", 1)
-    _check_int(body, "max_completion_tokens", 1)
-    _check_int(body, "seed", -(2**63))
+
+
+def _check_stop(body: dict[str, Any]) -> None:
     stop = body.get("stop")
     if not (stop is None or isinstance(stop, str)) and not (
         isinstance(stop, list) and all(isinstance(s, str) for s in stop)
     ):
         raise _bad("stop", "'stop' must be a string or an array of strings")
-    _validate_tools(body)
+
+
+def _check_response_format(body: dict[str, Any]) -> None:
     fmt = body.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str)):
         raise _bad("response_format", "'response_format' must be an object with a 'type'")
@@ -179,7 +189,7 @@ def _validate_part(where: str, part: Any) -> None:
             raise _bad(f"{where}.image_url.url", f"'{where}.image_url.url' must be a string")
 
 
-def _validate_tools(body: dict[str, Any]) -> None:
+def _check_tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -188,6 +198,9 @@ def _validate_tools(body: dict[str, Any]) -> None:
             fn = tool.get("function") if isinstance(tool, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
                 raise _bad(f"tools[{i}].function.name", "each tool needs a function with a name")
+
+
+def _check_tool_choice(body: dict[str, Any]) -> None:
     choice = body.get("tool_choice")
     if choice is None or (isinstance(choice, str) and choice in TOOL_CHOICES):
         return
@@ -196,6 +209,25 @@ def _validate_tools(body: dict[str, Any]) -> None:
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             return
     raise _bad("tool_choice", "'tool_choice' must be none, auto, required or a named function")
+
+
+# The optional chat fields the gateway checks, by name (``validate_chat_body``).
+_CHAT_FIELD_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "stream": _check_stream,
+    "stream_options": _check_stream_options,
+    "temperature": partial(_check_number, name="temperature", lo=0, hi=2),
+    "top_p": partial(_check_number, name="top_p", lo=0, hi=1),
+    "presence_penalty": partial(_check_number, name="presence_penalty", lo=-2, hi=2),
+    "frequency_penalty": partial(_check_number, name="frequency_penalty", lo=-2, hi=2),
+    "n": partial(_check_int, name="n", lo=1),
+    "max_tokens": partial(_check_int, name="max_tokens", lo=1),
+    "max_completion_tokens": partial(_check_int, name="max_completion_tokens", lo=1),
+    "seed": partial(_check_int, name="seed", lo=-(2**63)),
+    "stop": _check_stop,
+    "tools": _check_tools,
+    "tool_choice": _check_tool_choice,
+    "response_format": _check_response_format,
+}
 
 
 ENCODING_FORMATS = frozenset({"float", "base64"})

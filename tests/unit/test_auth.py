@@ -6,7 +6,13 @@ import hashlib
 
 import pytest
 
-from llm_edge_agent.auth import Authenticator, key_digest, key_id, presented_key
+from llm_edge_agent.auth import (
+    KNOWN_KEYS_MAX,
+    Authenticator,
+    key_digest,
+    key_id,
+    presented_key,
+)
 from llm_edge_agent.errors import AuthenticationError, ConfigError
 
 KEY = "sk-edge-0123456789abcdef"
@@ -183,6 +189,34 @@ def test_repr_shows_no_key_material() -> None:
     assert KEY not in text
     assert hashlib.sha256(OTHER.encode()).hexdigest() not in text
     assert "2" in text
+
+
+# --------------------------------------------------------------------------- known keys
+
+
+def test_a_returning_key_gets_the_same_tenant_and_a_wrong_one_is_still_refused() -> None:
+    auth = Authenticator([KEY])
+    first = auth.authenticate(bearer(KEY))
+    assert auth.authenticate(bearer(KEY)) == first == key_id(key_digest(KEY))
+    assert auth.authenticate({"x-api-key": KEY}) == first
+    for _ in range(2):  # a refusal is never remembered as an acceptance
+        rejected(auth, bearer(OTHER))
+    rejected(auth, bearer(KEY + "x"))
+
+
+def test_wrong_keys_are_not_remembered() -> None:
+    auth = Authenticator([KEY])
+    for i in range(100):
+        rejected(auth, bearer(f"{OTHER}-{i}"))
+    assert auth._known == {}
+
+
+def test_remembered_keys_are_bounded_and_still_authenticate_after_the_reset() -> None:
+    auth = Authenticator([])  # open mode: any key is a tenant, so any key is remembered
+    tenants = {auth.authenticate(bearer(f"k{i}")) for i in range(KNOWN_KEYS_MAX + 10)}
+    assert len(tenants) == KNOWN_KEYS_MAX + 10
+    assert len(auth._known) <= KNOWN_KEYS_MAX
+    assert auth.authenticate(bearer("k0")) == key_id(key_digest("k0"))
 
 
 # --------------------------------------------------------------------------- config errors

@@ -103,3 +103,51 @@ def test_metrics_refuse_to_start_without_a_multiprocess_directory(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
         Metrics()
+
+
+def test_request_durations_fill_the_duration_histogram_per_provider_and_model(
+    metrics: Metrics,
+) -> None:
+    metrics.request_done("p", "m", 200, 0.004, None, None)
+    metrics.request_done("p", "m", 500, 0.02, None, None)  # another status, same series
+    metrics.request_done("p", "m", 200, 700.0, None, None)
+    metrics.request_done("q", "m", 200, 0.004, None, None)
+    metrics.flush()
+    text = render_metrics().decode()
+    name = "llm_edge_request_duration_seconds"
+    assert sample(text, f"{name}_bucket", provider="p", le="0.005") == 1
+    assert sample(text, f"{name}_bucket", provider="p", le="0.025") == 2
+    assert sample(text, f"{name}_bucket", provider="p", le="120.0") == 2
+    assert sample(text, f"{name}_bucket", provider="p", le="+Inf") == 3
+    assert sample(text, f"{name}_count", provider="p", model="m") == 3
+    assert sample(text, f"{name}_sum", provider="p") == pytest.approx(700.024)
+    assert sample(text, f"{name}_count", provider="q") == 1
+    assert sample(text, "llm_edge_requests_total", provider="p", status="500") == 1
+
+
+def test_cache_lookups_are_counted_per_tier_and_outcome(metrics: Metrics) -> None:
+    for tier, hit in (("l1", True), ("l1", True), ("l1", False), ("l2", True), ("l2", False)):
+        metrics.cache_lookup(tier, hit)
+    metrics.flush()
+    metrics.cache_lookup("l1", True)
+    metrics.flush()
+    text = render_metrics().decode()
+    assert sample(text, "llm_edge_cache_hits_total", tier="l1") == 3
+    assert sample(text, "llm_edge_cache_misses_total", tier="l1") == 1
+    assert sample(text, "llm_edge_cache_hits_total", tier="l2") == 1
+    assert sample(text, "llm_edge_cache_misses_total", tier="l2") == 1
+
+
+@pytest.mark.asyncio  # in a loop, so that records stay pending until flush()
+async def test_invented_model_names_past_the_cap_add_no_pending_records(metrics: Metrics) -> None:
+    for i in range(MAX_MODEL_LABELS):
+        metrics.request_done("p", f"model-{i}", 200, 0.01, None, None)
+    before = len(metrics._done)
+    for i in range(1000):
+        metrics.request_done("p", f"invented-{i}", 200, 0.01, TokenUsage(2, 1), 0.25)
+    assert len(metrics._done) == before + 1  # the one "other" record
+    metrics.flush()
+    text = render_metrics().decode()
+    assert sample(text, "llm_edge_requests_total", model="other") == 1000
+    assert sample(text, "llm_edge_tokens_total", model="other", type="prompt") == 2000
+    assert sample(text, "llm_edge_cost_usd_total", model="other") == pytest.approx(250.0)

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,21 +29,29 @@ def _timestamp(t: float) -> str:
 
 
 class _Clock:
-    """RFC 3339 timestamps with milliseconds; the date and time part is formatted once a second."""
+    """RFC 3339 timestamps with milliseconds: formatted once per millisecond (a busy worker
+    logs several lines in one), the date and time part once a second."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_millis", "_now", "_prefix", "_second", "_stamp")
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
         self._second = -1
         self._prefix = ""
+        self._millis = -1
+        self._stamp = ""
 
     def now(self) -> str:
-        t = time.time()
-        second = int(t)
+        millis = int(self._now() * 1000)
+        if millis == self._millis:
+            return self._stamp
+        self._millis = millis
+        second, ms = divmod(millis, 1000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+        self._stamp = f"{self._prefix}.{ms:03d}Z"
+        return self._stamp
 
 
 def _text_line(record: Mapping[str, Any]) -> bytes:

@@ -7,7 +7,10 @@ each worker's counts appear exactly once.
 
 Writing a sample to the shared files costs a lock and a struct pack, about ten of them a
 request; so a request only adds to plain per-worker sums, and those are written out at
-most every ``FLUSH_INTERVAL_S`` (and at shutdown). A scrape flushes its own worker, then
+most every ``FLUSH_INTERVAL_S`` (and at shutdown). A finished request touches one pending
+record, found by a single dict lookup on (provider, model, status), that holds its count,
+duration histogram, tokens and cost: the per-request price is a few additions, whatever
+the number of series it feeds. A scrape flushes its own worker, then
 waits one interval so every other worker has flushed what happened before the scrape.
 Label children are bound once and reused; the ``model`` label is capped so clients
 inventing model names cannot explode cardinality.
@@ -30,6 +33,11 @@ OTHER_MODEL = "other"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLUSH_INTERVAL_S = 0.05
+
+# A pending request record: [count, seconds, prompt, completion, cached, cost, *buckets],
+# bucket i counting durations up to DURATION_BUCKETS[i] (the last one: above them all).
+_COUNT, _SECONDS, _PROMPT, _COMPLETION, _CACHED, _COST, _BUCKETS = range(7)
+_TOKEN_FIELDS = ((_PROMPT, "prompt"), (_COMPLETION, "completion"), (_CACHED, "cached"))
 
 
 class Metrics:
@@ -127,6 +135,8 @@ class Metrics:
         # [sum, count per bucket]; the in-flight count is a plain integer.
         self._counts: defaultdict[Any, float] = defaultdict(float)
         self._histograms: dict[Any, list[float]] = {}
+        self._done: dict[tuple[str, str, int], list[float]] = {}
+        self._lookups: defaultdict[tuple[str, bool], int] = defaultdict(int)
         self._active = 0
         self._active_written = 0
         self._timer = FlushTimer(FLUSH_INTERVAL_S, self.flush)
@@ -170,6 +180,10 @@ class Metrics:
     def flush(self) -> None:
         """Write the pending sums to the shared files."""
         self._timer.cancel()
+        self._flush_done()
+        lookups, self._lookups = self._lookups, defaultdict(int)
+        for (tier, hit), n in lookups.items():
+            self._counts[self._child(self.cache_hits if hit else self.cache_misses, tier)] += n
         counts, self._counts = self._counts, defaultdict(float)
         for child, amount in counts.items():
             child.inc(amount)
@@ -189,6 +203,25 @@ class Metrics:
         await asyncio.sleep(FLUSH_INTERVAL_S * 1.5)
         return render_metrics()
 
+    def _flush_done(self) -> None:
+        """Spread the pending request records over their series (for ``flush``)."""
+        done, self._done = self._done, {}
+        counts, histograms = self._counts, self._histograms
+        for (provider, model, status), record in done.items():
+            counts[self._child(self.requests, provider, model, str(status))] += record[_COUNT]
+            child = self._child(self.duration, provider, model)
+            pending = histograms.get(child)
+            if pending is None:
+                pending = histograms[child] = [0.0] * (len(DURATION_BUCKETS) + 2)
+            pending[0] += record[_SECONDS]
+            for i, n in enumerate(record[_BUCKETS:], 1):
+                pending[i] += n
+            for index, kind in _TOKEN_FIELDS:
+                if record[index]:
+                    counts[self._child(self.tokens, provider, model, kind)] += record[index]
+            if record[_COST]:
+                counts[self._child(self.cost, provider, model)] += record[_COST]
+
     def request_done(
         self,
         provider: str,
@@ -198,10 +231,28 @@ class Metrics:
         usage: TokenUsage | None,
         cost_usd: float | None,
     ) -> None:
-        model = self._model(model)
-        self._add(self.requests, 1, provider, model, str(status))
-        self._observe(self.duration, duration_s, provider, model)
-        self._spent(provider, model, usage, cost_usd)
+        record = self._done.get((provider, model, status))
+        if record is None:
+            record = self._record(provider, model, status)
+        record[_COUNT] += 1
+        record[_SECONDS] += duration_s
+        record[_BUCKETS + bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1
+        if usage is not None:
+            record[_PROMPT] += usage.prompt_tokens
+            record[_COMPLETION] += usage.completion_tokens
+            record[_CACHED] += usage.cached_tokens
+        if cost_usd:
+            record[_COST] += cost_usd
+        self._timer.schedule()
+
+    def _record(self, provider: str, model: str, status: int) -> list[float]:
+        # Filed under the label it is counted as: a model past the cap shares "other"'s
+        # record and adds no key of its own, so invented names cannot grow the dict.
+        key = (provider, self._model(model), status)
+        record = self._done.get(key)
+        if record is None:
+            record = self._done[key] = [0.0] * (_BUCKETS + len(DURATION_BUCKETS) + 1)
+        return record
 
     def extra_spend(
         self, provider: str, model: str, usage: TokenUsage | None, cost_usd: float | None
@@ -229,7 +280,8 @@ class Metrics:
         self._add(self.errors, 1, kind)
 
     def cache_lookup(self, tier: str, hit: bool) -> None:
-        self._add(self.cache_hits if hit else self.cache_misses, 1, tier)
+        self._lookups[tier, hit] += 1
+        self._timer.schedule()
 
     def set_available(self, provider: str, available: bool) -> None:
         self._child(self.available, provider).set(1 if available else 0)

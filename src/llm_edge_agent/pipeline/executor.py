@@ -130,11 +130,14 @@ class Pipeline:
                     model, ctx.headers, ctx.tenant, request.body, facts.prompt_tokens
                 )
                 model = route or model
-            targets = self._router.resolve(model, pinned, facts.size)
             deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
             slot = await self._lookup(ctx, request, model, pinned)
             if isinstance(slot, CachedAnswer):
                 return self._answer_from_cache(ctx, request, slot)
+            # Only a miss needs targets. A hit needs no routing: its entry was stored by an
+            # identical request that was routed (the key holds the routed model and the
+            # pinned provider) under this same configuration.
+            targets = self._router.resolve(model, pinned, facts.size)
             if request.stream:
                 return await self._open_stream(ctx, request, facts, targets, deadline, slot)
             return await self._complete(ctx, request, facts, targets, deadline, slot)

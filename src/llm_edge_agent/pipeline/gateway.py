@@ -31,7 +31,7 @@ from .executor import Pipeline
 from .health_checks import HealthChecks
 from .load import RuntimeView
 from .operations import default_operations
-from .responses import Response, StreamingResponse, error_response
+from .responses import Response, error_response
 from .runtime import ProviderRuntime, build_runtime
 
 if TYPE_CHECKING:
@@ -192,13 +192,12 @@ class Gateway:
     def authenticate(self, ctx: RequestContext) -> None:
         ctx.tenant = self.authenticator.authenticate(ctx.headers)
 
-    async def forward(
-        self, endpoint: str, ctx: RequestContext, raw: bytes
-    ) -> Response | StreamingResponse:
-        """Chat completions, embeddings or legacy completions, through the pipeline."""
+    def pipeline(self, endpoint: str) -> Pipeline:
+        """The pipeline of chat completions, embeddings or legacy completions: the caller
+        awaits its ``handle`` directly (one coroutine less per request)."""
         pipeline = self.pipelines.get(endpoint)
         assert pipeline is not None, "Gateway.start() was not awaited"
-        return await pipeline.handle(ctx, raw)
+        return pipeline
 
     def models(self, ctx: RequestContext, model_id: str | None = None) -> Response:
         if self._models_body is None:  # the configuration is fixed: list once

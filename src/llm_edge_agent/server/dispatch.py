@@ -130,7 +130,7 @@ class Dispatcher:
             gateway.authenticate(ctx)
             gateway.check_size(body.content_length)
             raw = await body.read(gateway.max_body_bytes)
-            return await gateway.forward(endpoint, ctx, raw)
+            return await gateway.pipeline(endpoint).handle(ctx, raw)
 
         return forward
 
