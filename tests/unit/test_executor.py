@@ -11,7 +11,7 @@ from llm_edge_agent.config import Config, ProviderConfig
 from llm_edge_agent.observability.logs import AccessLog
 from llm_edge_agent.observability.metrics import NullMetrics
 from llm_edge_agent.pipeline.context import RequestContext, request_ids
-from llm_edge_agent.pipeline.executor import Pipeline
+from llm_edge_agent.pipeline.executor import Pipeline, with_metadata
 from llm_edge_agent.pipeline.operations import ChatOperation
 from llm_edge_agent.pipeline.responses import Response, StreamingResponse
 from llm_edge_agent.pipeline.runtime import ProviderRuntime, build_runtime
@@ -105,3 +105,30 @@ async def test_errors_are_answered_in_openai_shape_and_logged_once() -> None:
     assert orjson.loads(result.body)["error"]["param"] == "messages"
     assert [r["status"] for r in log.records] == [400]
     assert runtime.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("provider", "tier", "cost"),
+    [("openai", None, 0.000125), ("bench", "l1", 0.0), ('we"ird\\ név', "l2", None)],
+)
+def test_metadata_is_appended_to_the_answer_object(
+    provider: str, tier: str | None, cost: float | None
+) -> None:
+    body = orjson.dumps({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3}})
+    for elapsed_s in (0.0, 0.0123456, 2.5):  # the same head, reused, with new figures
+        out = orjson.loads(with_metadata(body, provider, tier, elapsed_s, cost))
+        assert out["usage"] == {"prompt_tokens": 3}
+        assert list(out["metadata"]) == [
+            "provider",
+            "cached",
+            "cache_tier",
+            "latency_ms",
+            "cost_usd",
+        ]
+        assert out["metadata"] == {
+            "provider": provider,
+            "cached": tier is not None,
+            "cache_tier": tier,
+            "latency_ms": round(elapsed_s * 1000.0, 3),
+            "cost_usd": cost,
+        }

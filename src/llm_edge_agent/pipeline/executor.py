@@ -796,20 +796,43 @@ def storable(body: Mapping[str, Any]) -> bool:
     )
 
 
+# ``,"metadata":{...,"latency_ms":`` per (provider, tier): the part of the metadata that
+# does not change between answers (provider names come from configurations: few).
+_METADATA_HEADS: dict[tuple[str, str | None], bytes] = {}
+_METADATA_HEADS_MAX = 256
+
+
+def _metadata_head(provider: str, tier: str | None) -> bytes:
+    head = _METADATA_HEADS.get((provider, tier))
+    if head is None:
+        if len(_METADATA_HEADS) >= _METADATA_HEADS_MAX:
+            _METADATA_HEADS.clear()
+        head = _METADATA_HEADS[provider, tier] = b"".join(
+            (
+                b',"metadata":{"provider":',
+                orjson.dumps(provider),
+                b',"cached":true,"cache_tier":' if tier is not None else b',"cached":false,',
+                orjson.dumps(tier) if tier is not None else b'"cache_tier":null',
+                b',"latency_ms":',
+            )
+        )
+    return head
+
+
 def with_metadata(
     body: bytes, provider: str, tier: str | None, elapsed_s: float, cost: float | None
 ) -> bytes:
     """The answer's JSON object with the seeds' ``metadata`` appended, without re-parsing."""
-    metadata = orjson.dumps(
-        {
-            "provider": provider,
-            "cached": tier is not None,
-            "cache_tier": tier,
-            "latency_ms": round(elapsed_s * 1000.0, 3),
-            "cost_usd": cost,
-        }
+    return b"".join(
+        (
+            body[:-1],
+            _metadata_head(provider, tier),
+            orjson.dumps(round(elapsed_s * 1000.0, 3)),
+            b',"cost_usd":',
+            orjson.dumps(cost),
+            b"}}",
+        )
     )
-    return body[:-1] + b',"metadata":' + metadata + b"}"
 
 
 async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:

@@ -175,10 +175,9 @@ class Deadline:
         The client may shorten the budget, never lengthen it; ``None`` or NaN changes
         nothing, a negative value is an already expired budget.
         """
-        total = self._total_s
-        if client_s is not None and not math.isnan(client_s):
-            total = min(total, max(0.0, client_s))
-        return Deadline(total, self._clock, start=self._start)
+        if client_s is None or math.isnan(client_s) or client_s >= self._total_s:
+            return self  # unchanged (a deadline is never modified, so it can be shared)
+        return Deadline(max(0.0, client_s), self._clock, start=self._start)
 
     def __repr__(self) -> str:
         return f"Deadline(total_s={self._total_s}, remaining_s={self.remaining_s():.3f})"
