@@ -906,6 +906,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def p50_p99(m: dict[str, float | None], prefix: str) -> str:
+    """A report cell: the ``prefix`` metric at p50 and p99."""
+    return f"{fmt(m[prefix + 'p50'])} / {fmt(m[prefix + 'p99'])}"
+
+
 def median_metrics(rounds: list[TargetResult]) -> dict[str, float | None]:
     """Per metric, the median over the rounds that measured it."""
     per_round = [r.metrics() for r in rounds if r.error is None]
@@ -976,14 +981,11 @@ def report(
     ]
     for n in ok:
         m = medians[n]
-
-        def pair(prefix: str, m: dict[str, float | None] = m) -> str:
-            return f"{fmt(m[prefix + 'p50'])} / {fmt(m[prefix + 'p99'])}"
-
         errors = "; ".join(e for r in by_name[n] for e in r.errors()) or "none"
         lines.append(
-            f"| {n} | {pair('direct_')} | {pair('via_')} | {pair('direct_ttfb_')} "
-            f"| {pair('via_ttfb_')} | {pair('wrk_')} | {fmt(m['upstream_share'])} | {errors} |"
+            f"| {n} | {p50_p99(m, 'direct_')} | {p50_p99(m, 'via_')} "
+            f"| {p50_p99(m, 'direct_ttfb_')} | {p50_p99(m, 'via_ttfb_')} "
+            f"| {p50_p99(m, 'wrk_')} | {fmt(m['upstream_share'])} | {errors} |"
         )
     cached = [n for n in ok if any(r.cache_wrk or r.cache_rate for r in by_name[n])]
     if cached:
@@ -1032,14 +1034,10 @@ def report(
         ]
         for n in local:
             m = medians[n]
-
-            def pair2(prefix: str, m: dict[str, float | None] = m) -> str:
-                return f"{fmt(m[prefix + 'p50'])} / {fmt(m[prefix + 'p99'])}"
-
             lines.append(
-                f"| {n} | {pair2('local_')} | {pair2('via_')} | {pair2('added_local_')} "
-                f"| {pair2('local_ttfb_')} | {pair2('via_ttfb_')} "
-                f"| {pair2('added_local_ttfb_')} |"
+                f"| {n} | {p50_p99(m, 'local_')} | {p50_p99(m, 'via_')} "
+                f"| {p50_p99(m, 'added_local_')} | {p50_p99(m, 'local_ttfb_')} "
+                f"| {p50_p99(m, 'via_ttfb_')} | {p50_p99(m, 'added_local_ttfb_')} |"
             )
     if rounds > 1:
         lines += [
