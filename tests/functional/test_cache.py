@@ -312,3 +312,24 @@ def test_a_stream_joined_mid_way_is_whole_and_the_first_leaving_cuts_nobody(
     assert text == "".join(words)
     assert finishes[-1] == "stop"
     assert len(upstream.requests) == 1
+
+
+def test_with_the_cache_on_an_unroutable_request_is_still_refused_every_time(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    # Routing runs after the cache lookup (a hit needs none): a request no route serves
+    # must still get its error, the second time too, and never reach the upstream.
+    with client_for(gateway) as client:
+        for _ in range(2):
+            with pytest.raises(openai.NotFoundError) as info:
+                client.chat.completions.create(model="llama-unserved", messages=ask("x"))
+            assert "llama-unserved" in info.value.message
+        for _ in range(2):
+            with pytest.raises(openai.BadRequestError) as pinned:
+                client.chat.completions.create(
+                    model="gpt-4o",
+                    messages=ask("pinned elsewhere"),
+                    extra_headers={"x-llm-edge-provider": "nowhere"},
+                )
+            assert pinned.value.code == "unknown_provider"
+    assert upstream.requests == []
