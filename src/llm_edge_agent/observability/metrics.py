@@ -167,11 +167,16 @@ class Metrics:
         self._counts[self._child(metric, *labels)] += amount
         self._timer.schedule()
 
-    def _observe(self, metric: Any, value: float, *labels: str) -> None:
-        child = self._child(metric, *labels)
+    def _pending_histogram(self, child: Any) -> list[float]:
+        """The child's pending ``[sum, count per bucket...]``, until the next flush."""
         pending = self._histograms.get(child)
         if pending is None:
             pending = self._histograms[child] = [0.0] * (len(child._upper_bounds) + 1)
+        return pending
+
+    def _observe(self, metric: Any, value: float, *labels: str) -> None:
+        child = self._child(metric, *labels)
+        pending = self._pending_histogram(child)
         pending[0] += value
         # Multiprocess histograms store per-bucket counts; the collector accumulates them.
         pending[1 + bisect.bisect_left(child._upper_bounds, value)] += 1
@@ -206,13 +211,10 @@ class Metrics:
     def _flush_done(self) -> None:
         """Spread the pending request records over their series (for ``flush``)."""
         done, self._done = self._done, {}
-        counts, histograms = self._counts, self._histograms
+        counts = self._counts
         for (provider, model, status), record in done.items():
             counts[self._child(self.requests, provider, model, str(status))] += record[_COUNT]
-            child = self._child(self.duration, provider, model)
-            pending = histograms.get(child)
-            if pending is None:
-                pending = histograms[child] = [0.0] * (len(DURATION_BUCKETS) + 2)
+            pending = self._pending_histogram(self._child(self.duration, provider, model))
             pending[0] += record[_SECONDS]
             for i, n in enumerate(record[_BUCKETS:], 1):
                 pending[i] += n
