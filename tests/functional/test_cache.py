@@ -333,3 +333,35 @@ def test_with_the_cache_on_an_unroutable_request_is_still_refused_every_time(
                 )
             assert pinned.value.code == "unknown_provider"
     assert upstream.requests == []
+
+
+def test_byte_identical_repeats_stay_per_tenant_and_obey_the_cache_controls(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    # After its first hit a body is known by its bytes and skips parsing: the tenant, the
+    # controls and the pinned provider must still count exactly as for a parsed body.
+    url = f"{gateway.url}/v1/chat/completions"
+    raw = b'{"model":"gpt-4o","messages":[{"role":"user","content":"same bytes"}],"seed":7}'
+
+    def post(key: str, **headers: str) -> httpx.Response:
+        sent = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        return httpx.post(url, content=raw, headers={**sent, **headers})
+
+    statuses = [post(KEYS[0]).headers["x-llm-edge-cache"] for _ in range(3)]
+    assert statuses == ["miss", "hit-l1", "hit-l1"]
+    assert [post(KEYS[1]).headers["x-llm-edge-cache"] for _ in range(2)] == ["miss", "hit-l1"]
+    assert len(upstream.requests) == 2
+    refreshed = post(KEYS[0], **{"cache-control": "no-cache"})
+    assert refreshed.status_code == 200
+    assert refreshed.headers["x-llm-edge-cache"] == "miss"
+    assert len(upstream.requests) == 3
+    # The refreshed request went out whole, as parsed from its bytes.
+    assert upstream.requests[-1].body["messages"] == [{"role": "user", "content": "same bytes"}]
+    assert upstream.requests[-1].body["seed"] == 7
+    pinned = post(KEYS[0], **{"x-llm-edge-provider": "nowhere"})
+    assert pinned.status_code == 400
+    assert pinned.json()["error"]["code"] == "unknown_provider"
+    late = post(KEYS[0], **{"x-llm-edge-timeout-ms": "soon"})
+    assert late.status_code == 400
+    assert late.json()["error"]["param"] == "x-llm-edge-timeout-ms"
+    assert len(upstream.requests) == 3

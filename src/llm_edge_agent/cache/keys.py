@@ -71,6 +71,12 @@ def cache_key(endpoint: str, body: Mapping[str, Any], model: str, scope: str | N
     ``model`` is the resolved route/model name and replaces ``body["model"]``; ``scope``
     is the tenant (the client key's id), or None when the cache is shared by all tenants.
     """
+    return key_for(endpoint, canonical_body(body), model, scope)
+
+
+def canonical_body(body: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of the fields of ``body`` that can change the answer: the part of
+    a key that depends on the body alone (``known.py`` keeps it for repeated bodies)."""
     canonical: dict[str, Any] = {}
     for name, value in body.items():
         if value is None or name in EXCLUDED_FIELDS:
@@ -82,11 +88,20 @@ def cache_key(endpoint: str, body: Mapping[str, Any], model: str, scope: str | N
         elif name == "logit_bias" and type(value) is dict:
             value = {token: _number(bias) for token, bias in value.items()}
         canonical[name] = value
-    form = [KEY_VERSION, endpoint, scope, model, canonical]
     try:
-        data = orjson.dumps(form, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         # orjson refuses ints past 64 bits and non-str keys, which a parsed body never
-        # holds but a hand-built Mapping might; the stdlib spells them, more slowly.
-        data = b"\x00" + json.dumps(form, sort_keys=True, default=repr).encode()
-    return hashlib.blake2b(data, digest_size=DIGEST_BYTES).hexdigest()
+        # holds but a hand-built Mapping might; the stdlib spells them, more slowly (and
+        # after a byte no JSON text starts with, so never as some other body's form).
+        return b"\x00" + json.dumps(canonical, sort_keys=True, default=repr).encode()
+
+
+def key_for(endpoint: str, canonical: bytes, model: str, scope: str | None) -> str:
+    """The key of a body whose ``canonical_body`` is ``canonical``.
+
+    The form hashed is the JSON array ``[KEY_VERSION, endpoint, scope, model, body]``,
+    spliced from the dumped head and the canonical body."""
+    head = orjson.dumps([KEY_VERSION, endpoint, scope, model])
+    form = b"".join((head[:-1], b",", canonical, b"]"))
+    return hashlib.blake2b(form, digest_size=DIGEST_BYTES).hexdigest()

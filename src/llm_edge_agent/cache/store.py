@@ -126,6 +126,14 @@ class ResponseCache:
         return controls.max_age_s is None or self._now() - answer.stored_at <= controls.max_age_s
 
     async def get(self, key: str, controls: CacheControls) -> CachedAnswer | None:
+        """A fresh answer from L1, else from L2 (which then fills L1)."""
+        answer = self.get_local(key, controls)
+        if answer is None and self.l2 is not None:
+            answer = await self.get_shared(key, controls)
+        return answer
+
+    def get_local(self, key: str, controls: CacheControls) -> CachedAnswer | None:
+        """A fresh answer from L1: synchronous, so a hit awaits nothing."""
         entry = self.l1.get(key)
         answer: CachedAnswer | None = None
         if entry is not None:
@@ -137,8 +145,10 @@ class ResponseCache:
                 answer = entry.decoded = decode_entry(entry.value, "l1")
         hit = self._fresh(answer, controls)
         self._on_lookup("l1", hit)
-        if hit:
-            return answer
+        return answer if hit else None
+
+    async def get_shared(self, key: str, controls: CacheControls) -> CachedAnswer | None:
+        """A fresh answer from L2 (None without one), put in L1 for the next request."""
         if self.l2 is None:
             return None
         # Called even while Redis is down: the L2 answers at once then, and uses the call

@@ -20,7 +20,8 @@ import orjson
 from ..cache.broadcast import StreamFlight
 from ..cache.coalesce import Flights
 from ..cache.controls import CacheControls, parse_controls
-from ..cache.keys import cache_key
+from ..cache.keys import canonical_body, key_for
+from ..cache.known import KnownBodies, KnownBody
 from ..cache.replay import StreamAssembler, replay_chunks
 from ..cache.store import STORABLE_FINISH, CachedAnswer, ResponseCache
 from ..capabilities import CapabilityTable
@@ -103,6 +104,9 @@ class Pipeline:
         self._plain: Attempts[_Fetched] = Attempts(self._unused_answer, events)
         self._streams: Attempts[_Opened] = Attempts(_Opened.discard, events)
         self._cache = cache
+        # Byte-identical repeats of bodies the cache answered skip parsing (``known.py``);
+        # not with rules (they read the parsed body) nor when prompts are logged.
+        self._known = KnownBodies() if cache is not None and not rules and not log_prompts else None
         self._flights: Flights[_Fetched] = Flights()
         self._stream_flights: dict[str, StreamFlight] = {}
         self._shared_cache = shared_cache
@@ -118,22 +122,32 @@ class Pipeline:
 
     async def handle(self, ctx: RequestContext, raw: bytes) -> Response | StreamingResponse:
         self._metrics.active_inc()
-        request: ChatRequest | None = None
+        request: ChatRequest | KnownBody | None = None
         try:
-            request = self._op.parse(raw, ctx.headers)
-            ctx.model = request.model
+            request = self._known.get(raw) if self._known is not None else None
+            if request is None:
+                request = self._op.parse(raw, ctx.headers)
+            ctx.model = model = request.model
             pinned = ctx.headers.get("x-llm-edge-provider")
-            facts = RequestFacts(request.body, request.raw)
-            model = request.model
-            if pinned is None and self._rules:
+            facts: RequestFacts | None = None
+            # (A known body is never a ChatRequest here, but rules turn that memo off.)
+            if pinned is None and self._rules and isinstance(request, ChatRequest):
+                facts = RequestFacts(request.body, request.raw)
                 route = self._rules.route_for(
                     model, ctx.headers, ctx.tenant, request.body, facts.prompt_tokens
                 )
                 model = route or model
             deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
-            slot = await self._lookup(ctx, request, model, pinned)
+            slot = self._lookup(ctx, request, model, pinned, raw)
+            if isinstance(slot, _CacheSlot) and slot.ask_shared:
+                slot = await slot.shared() or slot
             if isinstance(slot, CachedAnswer):
                 return self._answer_from_cache(ctx, request, slot)
+            if not isinstance(request, ChatRequest):
+                # A known body whose answer has gone (expired, evicted): parsed in full.
+                request = self._op.parse(raw, ctx.headers)
+            if facts is None:
+                facts = RequestFacts(request.body, request.raw)
             # Only a miss needs targets. A hit needs no routing: its entry was stored by an
             # identical request that was routed (the key holds the routed model and the
             # pinned provider) under this same configuration.
@@ -403,10 +417,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ cache
 
-    async def _lookup(
-        self, ctx: RequestContext, request: ChatRequest, model: str, pinned: str | None
+    def _lookup(
+        self,
+        ctx: RequestContext,
+        request: ChatRequest | KnownBody,
+        model: str,
+        pinned: str | None,
+        raw: bytes,
     ) -> _CacheSlot | CachedAnswer | None:
-        """A cached answer, or the slot where this request's answer will be stored."""
+        """An answer from L1, or the slot where this request's answer will be stored (and
+        which asks L2 first, if there is one)."""
         cache = self._cache
         if cache is None:
             return None
@@ -418,15 +438,27 @@ class Pipeline:
         # The model as routed: a rule that picked another route must not share its entries.
         if pinned is not None:
             model = f"{pinned}/{model}"
-        key = cache_key(self._op.kind, request.body, model, scope)
+        if isinstance(request, KnownBody):
+            canonical = request.canonical
+        else:
+            canonical = canonical_body(request.body)
+        key = key_for(self._op.kind, canonical, model, scope)
         if controls.lookup:
-            answer = await cache.get(key, controls)
+            answer = cache.get_local(key, controls)
             if answer is not None:
+                if self._known is not None and isinstance(request, ChatRequest):
+                    known = KnownBody(
+                        model=request.model,
+                        stream=request.stream,
+                        include_usage=request.include_usage,
+                        canonical=canonical,
+                    )
+                    self._known.add(raw, known)
                 return answer
         return _CacheSlot(cache, key, controls)
 
     def _answer_from_cache(
-        self, ctx: RequestContext, request: ChatRequest, answer: CachedAnswer
+        self, ctx: RequestContext, request: ChatRequest | KnownBody, answer: CachedAnswer
     ) -> Response | StreamingResponse:
         ctx.cache_status = f"hit-{answer.tier}"
         ctx.provider = answer.provider
@@ -495,7 +527,7 @@ class Pipeline:
     def _finish(
         self,
         ctx: RequestContext,
-        request: ChatRequest | None,
+        request: ChatRequest | KnownBody | None,
         status: int,
         usage: TokenUsage | None,
         cost: float | None,
@@ -535,7 +567,7 @@ class Pipeline:
         if error is not None:
             record["error"] = error.message
             record["error_type"] = error_kind(error)
-        if self._log_prompts and request is not None:
+        if self._log_prompts and isinstance(request, ChatRequest):
             record["messages"] = request.body.get("messages")
         self._log.write(record)
 
@@ -769,12 +801,17 @@ ANONYMOUS_SCOPE = "anonymous"  # the tenant of requests that sent no key to an o
 class _CacheSlot:
     """Where a missed request's answer goes once it is complete and successful."""
 
-    __slots__ = ("_cache", "_controls", "key")
+    __slots__ = ("_cache", "_controls", "ask_shared", "key")
 
     def __init__(self, cache: ResponseCache, key: str, controls: CacheControls) -> None:
         self._cache = cache
         self.key = key
         self._controls = controls
+        self.ask_shared = controls.lookup and cache.l2 is not None  # L1 has been asked
+
+    async def shared(self) -> CachedAnswer | None:
+        """The answer from L2, if it has a fresh one."""
+        return await self._cache.get_shared(self.key, self._controls)
 
     def __repr__(self) -> str:
         return f"_CacheSlot({self.key})"

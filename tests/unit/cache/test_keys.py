@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from typing import Any
 
 import orjson
 import pytest
 
-from llm_edge_agent.cache.keys import EXCLUDED_FIELDS, cache_key
+from llm_edge_agent.cache.keys import (
+    EXCLUDED_FIELDS,
+    KEY_VERSION,
+    cache_key,
+    canonical_body,
+    key_for,
+)
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:
@@ -237,3 +244,24 @@ def test_embeddings_inputs_distinguish_requests() -> None:
 def test_hand_built_mapping_with_non_json_values_still_gets_a_stable_key() -> None:
     body = chat_body(seed=2**70)
     assert key(body) == key(chat_body(seed=2**70)) != key(chat_body(seed=2**71))
+
+
+def test_the_key_hashes_one_json_array_of_version_endpoint_scope_model_and_body() -> None:
+    # The documented form, spelled whole: the spliced head and body must give these bytes.
+    body = chat_body(stop="x", temperature=1.0)
+    form = orjson.dumps(
+        [KEY_VERSION, "chat", "tenant-a", "m", {**body, "stop": ["x"], "temperature": 1}],
+        option=orjson.OPT_SORT_KEYS,
+    ).replace(b'"model":"gpt-4o-mini",', b"")
+    assert key_for("chat", canonical_body(body), "m", "tenant-a") == (
+        hashlib.blake2b(form, digest_size=16).hexdigest()
+    )
+    assert cache_key("chat", body, "m", "tenant-a") == key_for(
+        "chat", canonical_body(body), "m", "tenant-a"
+    )
+
+
+def test_a_stored_canonical_body_gives_the_key_of_its_request_in_every_scope() -> None:
+    canonical = canonical_body(chat_body())
+    for scope in ("tenant-a", "tenant-b", None):
+        assert key_for("chat", canonical, "gpt-4o-mini", scope) == key(chat_body(), scope=scope)
