@@ -22,6 +22,8 @@ full parse each. One per pipeline, so one per endpoint and configuration.
 
 from __future__ import annotations
 
+from .keys import key_for
+
 KNOWN_MAX_ENTRIES = 4096
 KNOWN_MAX_BYTES = 8 * 1024 * 1024  # raw bodies kept, in all
 KNOWN_MAX_BODY_BYTES = 64 * 1024  # a larger body is never kept
@@ -30,16 +32,38 @@ KNOWN_MAX_BODY_BYTES = 64 * 1024  # a larger body is never kept
 class KnownBody:
     """What a cache hit needs from a request body, without the body."""
 
-    __slots__ = ("canonical", "include_usage", "model", "stream")
+    __slots__ = (
+        "_key",
+        "_model_for",
+        "_scope_for",
+        "canonical",
+        "include_usage",
+        "model",
+        "stream",
+    )
 
     def __init__(self, model: str, stream: bool, include_usage: bool, canonical: bytes) -> None:
         self.model = model
         self.stream = stream
         self.include_usage = include_usage
         self.canonical = canonical
+        self._model_for: str | None = None
+        self._scope_for: str | None = None
+        self._key = ""
 
     def __repr__(self) -> str:
         return f"KnownBody(model={self.model!r}, stream={self.stream})"
+
+    def key(self, endpoint: str, model: str, scope: str | None) -> str:
+        """The cache key of this body under ``model`` and ``scope``: composed again only
+        when they differ from the last call's (a body mostly repeats from one tenant, under
+        one model; ``endpoint`` is the same on every call, as there is one memo per
+        endpoint)."""
+        if model != self._model_for or scope != self._scope_for or not self._key:
+            self._key = key_for(endpoint, self.canonical, model, scope)
+            self._model_for = model
+            self._scope_for = scope
+        return self._key
 
 
 class KnownBodies:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_edge_agent.cache.keys import canonical_body, key_for
 from llm_edge_agent.cache.known import KnownBodies, KnownBody
 
 
@@ -54,3 +55,12 @@ def test_the_byte_bound_counts_the_raw_bodies() -> None:
     bodies.add(b"x", known())  # 11 bytes in all: over the bound
     assert len(bodies) == 1
     assert bodies.get(b"x") is not None
+
+
+def test_a_known_body_gives_the_key_of_every_model_and_scope_it_is_asked_for() -> None:
+    canonical = canonical_body({"messages": [{"role": "user", "content": "hi"}]})
+    entry = KnownBody(model="gpt-4o", stream=False, include_usage=False, canonical=canonical)
+    asks = [("gpt-4o", "a"), ("gpt-4o", "a"), ("gpt-4o", "b"), ("gpt-4o", None)]
+    asks += [("fast/gpt-4o", None), ("gpt-4o", "a")]
+    for model, scope in asks:
+        assert entry.key("chat", model, scope) == key_for("chat", canonical, model, scope)
