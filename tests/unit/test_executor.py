@@ -188,6 +188,8 @@ async def answer(p: Pipeline, ctx: RequestContext, raw: bytes) -> tuple[str, byt
         await result.aclose()
     else:
         assert result.status == 200, result.body
+        assert result.settle is not None
+        result.settle()  # what the server does once the response is written
         data = result.body
     return ctx.cache_status, data
 
@@ -284,3 +286,20 @@ async def test_bodies_are_always_parsed_when_prompts_are_logged_or_rules_read_th
     statuses = [(await answer(p, tenant_context("a"), raw))[0] for _ in range(3)]
     assert statuses == ["miss", "hit-l1", "hit-l1"]
     assert op.parsed == 3
+
+
+@pytest.mark.asyncio
+async def test_a_whole_answer_is_accounted_when_the_server_settles_it_not_before() -> None:
+    clock = FakeClock()
+    p, _, _, log = cached_pipeline(clock)
+    raw = body(stream=False)
+    for expected in ("miss", "hit-l1"):
+        result = await p.handle(tenant_context("a"), raw)
+        assert isinstance(result, Response) and result.settle is not None
+        assert log.records == []  # the client is not kept waiting for the bookkeeping
+        ready_ms = orjson.loads(result.body)["metadata"]["latency_ms"]
+        result.settle()
+        assert [r["cache"] for r in log.records] == [expected]
+        # The log says how long the answer took, not how long writing it out did.
+        assert log.records[0]["latency_ms"] == ready_ms
+        log.records.clear()

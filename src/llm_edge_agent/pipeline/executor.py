@@ -187,13 +187,14 @@ class Pipeline:
         if shared:  # another request's upstream call answered this one: it cost nothing
             ctx.upstream_s = ctx.elapsed_s()
         cost = 0.0 if shared else fetched.cost
-        body = with_metadata(fetched.answer, fetched.provider, None, ctx.elapsed_s(), cost)
+        elapsed = ctx.elapsed_s()
+        body = with_metadata(fetched.answer, fetched.provider, None, elapsed, cost)
         headers = ctx.response_headers()
         headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
         self._metrics.active_dec()
         saved = fetched.cost if shared else None
-        self._finish(ctx, request, 200, fetched.usage, cost, None, saved=saved)
-        return Response(200, body, headers)
+        settle = partial(self._finish, ctx, request, 200, fetched.usage, cost, None, saved, elapsed)
+        return Response(200, body, headers, settle=settle)
 
     async def _fetch(
         self,
@@ -440,9 +441,10 @@ class Pipeline:
             model = f"{pinned}/{model}"
         if isinstance(request, KnownBody):
             canonical = request.canonical
+            key = request.key(self._op.kind, model, scope)
         else:
             canonical = canonical_body(request.body)
-        key = key_for(self._op.kind, canonical, model, scope)
+            key = key_for(self._op.kind, canonical, model, scope)
         if controls.lookup:
             answer = cache.get_local(key, controls)
             if answer is not None:
@@ -466,12 +468,16 @@ class Pipeline:
         headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
         self._metrics.active_dec()
         # A hit costs nothing; what the stored answer cost is the saving.
-        self._finish(ctx, request, 200, answer.usage, 0.0, None, saved=answer.cost)
         if request.stream:
+            self._finish(ctx, request, 200, answer.usage, 0.0, None, saved=answer.cost)
             events = replay_chunks(orjson.loads(answer.body), request.include_usage)
             return StreamingResponse(_replay(events), headers, _nothing)
-        data = with_metadata(answer.body, answer.provider, answer.tier, ctx.elapsed_s(), 0.0)
-        return Response(200, data, headers)
+        elapsed = ctx.elapsed_s()
+        data = with_metadata(answer.body, answer.provider, answer.tier, elapsed, 0.0)
+        settle = partial(
+            self._finish, ctx, request, 200, answer.usage, 0.0, None, answer.cost, elapsed
+        )
+        return Response(200, data, headers, settle=settle)
 
     # ------------------------------------------------------------------ helpers
 
@@ -533,8 +539,12 @@ class Pipeline:
         cost: float | None,
         error: GatewayError | None,
         saved: float | None = None,
+        elapsed: float | None = None,
     ) -> None:
-        elapsed = ctx.elapsed_s()
+        """Account for a finished request: metrics and its log line. ``elapsed``: when the
+        answer was ready, for a call made after it was sent (``Response.settle``)."""
+        if elapsed is None:
+            elapsed = ctx.elapsed_s()
         provider = ctx.provider or "none"
         model = ctx.model if ctx.provider else "unknown"
         self._metrics.request_done(provider, model or "unknown", status, elapsed, usage, cost)

@@ -11,7 +11,11 @@ SSE = "text/event-stream"
 
 
 class Response:
-    __slots__ = ("body", "content_type", "headers", "status")
+    """A whole response. ``settle``, when set, accounts for the request (metrics, the log
+    line): the server must call it once it has written the response, or failed to, so the
+    client never waits for the bookkeeping."""
+
+    __slots__ = ("body", "content_type", "headers", "settle", "status")
 
     def __init__(
         self,
@@ -19,11 +23,13 @@ class Response:
         body: bytes,
         headers: dict[str, str] | None = None,
         content_type: str = JSON,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.status = status
         self.body = body
         self.headers = headers if headers is not None else {}
         self.content_type = content_type
+        self.settle = settle
 
     def __repr__(self) -> str:
         return f"Response({self.status}, {len(self.body)} bytes)"

@@ -47,7 +47,15 @@ class HttpHandler:
             return await self._write_stream(request, result)
         headers = result.headers
         headers["Content-Type"] = result.content_type
-        return web.Response(status=result.status, body=result.body, headers=headers)
+        response = web.Response(status=result.status, body=result.body, headers=headers)
+        if result.settle is None:
+            return response
+        try:  # written here rather than by aiohttp after the return, to settle after it
+            await response.prepare(request)
+            await response.write_eof()
+        finally:
+            result.settle()
+        return response
 
     @staticmethod
     async def _write_stream(

@@ -45,6 +45,7 @@ class RsgiApp:
         self._dispatcher: Dispatcher | None = None
         self._metrics_listener: Any = None
         self._closed: Any = None  # granian's ProtocolClosed, imported with granian
+        self._in_flight = 0  # requests this worker is handling
 
     def __repr__(self) -> str:
         return f"RsgiApp({self._gateway!r})"
@@ -84,14 +85,29 @@ class RsgiApp:
         dispatcher = self._dispatcher
         assert dispatcher is not None, "granian did not call __rsgi_init__"
         headers = scope.headers
-        result = await dispatcher.handle(
-            scope.method, scope.path, headers, RsgiBody(proto, headers)
-        )
-        if isinstance(result, StreamingResponse):
-            await self._stream(proto, result)
-            return
-        result.headers["content-type"] = result.content_type
-        proto.response_bytes(result.status, list(result.headers.items()), result.body)
+        self._in_flight += 1
+        try:
+            result = await dispatcher.handle(
+                scope.method, scope.path, headers, RsgiBody(proto, headers)
+            )
+            if isinstance(result, StreamingResponse):
+                await self._stream(proto, result)
+                return
+            result.headers["content-type"] = result.content_type
+            try:
+                proto.response_bytes(result.status, list(result.headers.items()), result.body)
+            finally:
+                if result.settle is not None:
+                    if self._in_flight == 1:
+                        # Alone in this worker: let granian's I/O thread, which shares the
+                        # core, write the answer before the bookkeeping runs. Otherwise the
+                        # client waits for it too (measured: ~0.04 ms at low rates). Under
+                        # load the I/O thread gets its turn anyway, and a yield per
+                        # request would only add context switches.
+                        os.sched_yield()
+                    result.settle()
+        finally:
+            self._in_flight -= 1
 
     async def _stream(self, proto: Any, result: StreamingResponse) -> None:
         # A client that leaves mid-stream cancels this task, and so the upstream read it is
