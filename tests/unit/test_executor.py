@@ -303,3 +303,18 @@ async def test_a_whole_answer_is_accounted_when_the_server_settles_it_not_before
         # The log says how long the answer took, not how long writing it out did.
         assert log.records[0]["latency_ms"] == ready_ms
         log.records.clear()
+
+
+@pytest.mark.asyncio
+async def test_the_clients_time_budget_runs_from_the_requests_arrival() -> None:
+    # A request that spent its whole x-llm-edge-timeout-ms before reaching the pipeline (a
+    # slow upload, a queue) gets the deadline error, not a fresh budget.
+    p, op, runtime, log = cached_pipeline(FakeClock())
+    ctx = tenant_context("a", {"x-llm-edge-timeout-ms": "50"})
+    ctx.started -= 0.2  # arrived 200 ms ago
+    result = await p.handle(ctx, body(stream=False))
+    assert isinstance(result, Response)
+    assert result.status == 504
+    assert orjson.loads(result.body)["error"]["code"] == "deadline_exceeded"
+    fresh = await p.handle(tenant_context("a", {"x-llm-edge-timeout-ms": "50"}), body(False))
+    assert isinstance(fresh, Response) and fresh.status == 200

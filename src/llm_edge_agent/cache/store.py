@@ -32,7 +32,7 @@ class L2(Protocol):
 
 
 class CachedAnswer:
-    __slots__ = ("body", "cost", "provider", "stored_at", "tier", "usage")
+    __slots__ = ("body", "cost", "provider", "status", "stored_at", "tier", "usage")
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class CachedAnswer:
         self.stored_at = stored_at
         self.body = body
         self.tier = tier
+        self.status = f"hit-{tier}"  # what x-llm-edge-cache says when this answers
         self.usage = usage
         self.cost = cost
 

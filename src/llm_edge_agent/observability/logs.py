@@ -22,6 +22,7 @@ from .batching import FlushTimer
 FLUSH_INTERVAL_S = 0.2
 MAX_BUFFER_BYTES = 64 * 1024
 LOGGER_NAME = "llm_edge_agent"
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 def _timestamp(t: float) -> str:
@@ -83,7 +84,7 @@ class AccessLog:
         if not self.enabled:
             return
         record["ts"] = self._clock.now()
-        line = orjson.dumps(record) + b"\n" if self._json else _text_line(record)
+        line = orjson.dumps(record, option=_NEWLINE) if self._json else _text_line(record)
         self._buf.append(line)
         self._size += len(line)
         if self._size >= MAX_BUFFER_BYTES:

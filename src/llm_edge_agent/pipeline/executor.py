@@ -137,7 +137,7 @@ class Pipeline:
                     model, ctx.headers, ctx.tenant, request.body, facts.prompt_tokens
                 )
                 model = route or model
-            deadline = Deadline(self._deadline_s).shortened(deadline_s(ctx.headers))
+            client_deadline_s = deadline_s(ctx.headers)  # a bad value is refused, hit or not
             slot = self._lookup(ctx, request, model, pinned, raw)
             if isinstance(slot, _CacheSlot) and slot.ask_shared:
                 slot = await slot.shared() or slot
@@ -148,6 +148,9 @@ class Pipeline:
                 request = self._op.parse(raw, ctx.headers)
             if facts is None:
                 facts = RequestFacts(request.body, request.raw)
+            # The budget runs from the request's arrival (ctx.started, on the same clock).
+            deadline = Deadline(self._deadline_s, time.perf_counter, start=ctx.started)
+            deadline = deadline.shortened(client_deadline_s)
             # Only a miss needs targets. A hit needs no routing: its entry was stored by an
             # identical request that was routed (the key holds the routed model and the
             # pinned provider) under this same configuration.
@@ -462,17 +465,17 @@ class Pipeline:
     def _answer_from_cache(
         self, ctx: RequestContext, request: ChatRequest | KnownBody, answer: CachedAnswer
     ) -> Response | StreamingResponse:
-        ctx.cache_status = f"hit-{answer.tier}"
+        ctx.cache_status = answer.status
         ctx.provider = answer.provider
         headers = ctx.response_headers()
-        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        elapsed = ctx.elapsed_s()  # a hit waited on no upstream: all of it is overhead
+        headers["x-llm-edge-overhead-ms"] = f"{elapsed * 1000.0:.3f}"
         self._metrics.active_dec()
         # A hit costs nothing; what the stored answer cost is the saving.
         if request.stream:
             self._finish(ctx, request, 200, answer.usage, 0.0, None, saved=answer.cost)
             events = replay_chunks(orjson.loads(answer.body), request.include_usage)
             return StreamingResponse(_replay(events), headers, _nothing)
-        elapsed = ctx.elapsed_s()
         data = with_metadata(answer.body, answer.provider, answer.tier, elapsed, 0.0)
         settle = partial(
             self._finish, ctx, request, 200, answer.usage, 0.0, None, answer.cost, elapsed

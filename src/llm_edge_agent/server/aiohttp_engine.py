@@ -7,6 +7,8 @@ closes the upstream request it was waiting on.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
@@ -25,11 +27,11 @@ class AiohttpBody:
         self._request = request
         self.content_length = request.content_length
 
-    async def read(self, limit: int) -> bytes:
+    def read(self, limit: int) -> Awaitable[bytes]:
         content = self._request.content
         if self.content_length is not None:
-            return await content.read()  # the parser stops at Content-Length
-        return await read_limited(content.iter_any(), limit)
+            return content.read()  # the parser stops at Content-Length
+        return read_limited(content.iter_any(), limit)
 
 
 class HttpHandler:

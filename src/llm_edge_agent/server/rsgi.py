@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ..config import Config
 from ..observability.logs import get_logger, setup_logging
 from ..pipeline.gateway import Gateway
 from ..pipeline.responses import SSE, StreamingResponse
-from .dispatch import Dispatcher, read_limited
+from .dispatch import Dispatcher, freeze_startup_heap, read_limited
 
 SSE_HEADERS = [("content-type", SSE), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]
 
@@ -31,11 +31,12 @@ class RsgiBody:
         length = headers.get("content-length")
         self.content_length = int(length) if length and length.isdigit() else None
 
-    async def read(self, limit: int) -> bytes:
+    def read(self, limit: int) -> Awaitable[bytes]:
         if self.content_length is not None:
-            body: bytes = await self._proto()
+            # granian's own awaitable, not wrapped in a coroutine of ours (one less a request)
+            body: Awaitable[bytes] = self._proto()
             return body
-        return await read_limited(self._proto, limit)
+        return read_limited(self._proto, limit)
 
 
 class RsgiApp:
@@ -67,6 +68,7 @@ class RsgiApp:
             self._metrics_listener = loop.run_until_complete(
                 start_metrics_listener(gateway, s.host, s.metrics_port, quiet=s.workers > 1)
             )
+        freeze_startup_heap()
         get_logger().info(
             f"worker listening on http://{s.host}:{s.port}",
             extra={"fields": {"pid": os.getpid(), "engine": "granian"}},

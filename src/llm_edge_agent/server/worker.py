@@ -18,7 +18,7 @@ from ..config import Config
 from ..observability.logs import get_logger, setup_logging
 from ..pipeline.gateway import Gateway
 from .aiohttp_engine import create_server, start_metrics_listener
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, freeze_startup_heap
 
 EXIT_STARTUP_FAILED = 3
 PARENT_CHECK_INTERVAL_S = 1.0
@@ -54,6 +54,7 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
         await gateway.close()
         return EXIT_STARTUP_FAILED
 
+    freeze_startup_heap()
     log.info(
         f"worker {index} listening on http://{s.host}:{s.port}",
         extra={"fields": {"worker": index, "pid": os.getpid()}},
