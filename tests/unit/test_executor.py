@@ -309,7 +309,7 @@ async def test_a_whole_answer_is_accounted_when_the_server_settles_it_not_before
 async def test_the_clients_time_budget_runs_from_the_requests_arrival() -> None:
     # A request that spent its whole x-llm-edge-timeout-ms before reaching the pipeline (a
     # slow upload, a queue) gets the deadline error, not a fresh budget.
-    p, op, runtime, log = cached_pipeline(FakeClock())
+    p, _, _, _ = cached_pipeline(FakeClock())
     ctx = tenant_context("a", {"x-llm-edge-timeout-ms": "50"})
     ctx.started -= 0.2  # arrived 200 ms ago
     result = await p.handle(ctx, body(stream=False))
