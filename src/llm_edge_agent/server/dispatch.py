@@ -60,18 +60,17 @@ class MethodNotAllowed(GatewayError):
 
 Result = Response | StreamingResponse
 Handler = Callable[[str, RequestContext, Body], Awaitable[Result]]
+# A route is a handler, or the name of a pipeline endpoint ("chat", ...), which
+# ``handle`` runs inline: one coroutine less on the path every completion takes.
+Route = Handler | str
 
 
 class Dispatcher:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._ids = request_ids()
-        chat, embeddings, completions = (
-            self._forward("chat"),
-            self._forward("embeddings"),
-            self._forward("completions"),
-        )
-        self._routes: dict[str, dict[str, Handler]] = {
+        chat, embeddings, completions = "chat", "embeddings", "completions"
+        self._routes: dict[str, dict[str, Route]] = {
             "/v1/chat/completions": {"POST": chat},
             "/chat/completions": {"POST": chat},
             "/v1/embeddings": {"POST": embeddings},
@@ -105,6 +104,12 @@ class Dispatcher:
                     raise MethodNotAllowed(
                         f"{method} is not allowed on {path}; use {', '.join(sorted(methods))}"
                     )
+            if isinstance(handler, str):
+                gateway = self.gateway
+                gateway.authenticate(ctx)
+                gateway.check_size(body.content_length)
+                raw = await body.read(gateway.max_body_bytes)
+                return await gateway.pipeline(handler).handle(ctx, raw)
             return await handler(path, ctx, body)
         except GatewayError as error:
             return self.gateway.reject(ctx, error)
@@ -119,7 +124,7 @@ class Dispatcher:
                 ctx.response_headers(),
             )
 
-    def _dynamic(self, path: str) -> dict[str, Handler]:
+    def _dynamic(self, path: str) -> dict[str, Route]:
         for prefix in ("/v1/models/", "/models/"):
             if path.startswith(prefix) and len(path) > len(prefix):
                 return {"GET": self._models}
@@ -131,17 +136,6 @@ class Dispatcher:
         raise NotFoundError(f"no endpoint at {path}", code="unknown_endpoint")
 
     # ------------------------------------------------------------------ endpoints
-
-    def _forward(self, endpoint: str) -> Handler:
-        gateway = self.gateway
-
-        async def forward(path: str, ctx: RequestContext, body: Body) -> Result:
-            gateway.authenticate(ctx)
-            gateway.check_size(body.content_length)
-            raw = await body.read(gateway.max_body_bytes)
-            return await gateway.pipeline(endpoint).handle(ctx, raw)
-
-        return forward
 
     async def _models(self, path: str, ctx: RequestContext, body: Body) -> Result:
         self.gateway.authenticate(ctx)
