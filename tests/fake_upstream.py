@@ -161,6 +161,16 @@ def stream_events(
     return events
 
 
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passes; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
 class FakeUpstream:
     def __init__(self) -> None:
         self.port = free_port()
@@ -197,12 +207,7 @@ class FakeUpstream:
         self.default_delay_s = 0.0
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return predicate()
+        return wait_until(predicate, timeout_s)
 
     # ------------------------------------------------------------------ server
 

@@ -6,7 +6,6 @@ circuit and cooldown state never leak between tests."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from ..fake_upstream import FakeUpstream
+from ..fake_upstream import FakeUpstream, wait_until
 from ..gateway_process import GatewayProcess
 
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
@@ -160,12 +159,3 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert "Traceback" not in error["message"]
     assert "x-request-id" in response.headers
     return dict(error)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -16,14 +16,13 @@ import openai
 import orjson
 import pytest
 
-from ..fake_upstream import FakeUpstream, Reply
+from ..fake_upstream import FakeUpstream, Reply, wait_until
 from .resilience_harness import (
     BOOM,
     USER,
     Edge,
     GatewayFactory,
     assert_error,
-    wait_until,
 )
 
 # ---------------------------------------------------------------------- retries, failover

@@ -13,13 +13,12 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from ..fake_upstream import FakeUpstream, Reply, chunk, sse
+from ..fake_upstream import FakeUpstream, Reply, chunk, sse, wait_until
 from .resilience_harness import (
     USER,
     Edge,
     GatewayFactory,
     assert_error,
-    wait_until,
 )
 
 ERROR_EVENT = sse({"error": {"message": "model overloaded", "type": "server_error"}})

@@ -59,7 +59,7 @@ class KnownBody:
         when they differ from the last call's (a body mostly repeats from one tenant, under
         one model; ``endpoint`` is the same on every call, as there is one memo per
         endpoint)."""
-        if model != self._model_for or scope != self._scope_for or not self._key:
+        if model != self._model_for or scope != self._scope_for:
             self._key = key_for(endpoint, self.canonical, model, scope)
             self._model_for = model
             self._scope_for = scope

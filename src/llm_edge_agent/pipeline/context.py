@@ -57,8 +57,11 @@ class RequestContext:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
-    def overhead_ms(self) -> float:
-        return max(0.0, (self.elapsed_s() - self.upstream_s) * 1000.0)
+    def overhead_ms(self, elapsed_s: float | None = None) -> float:
+        """Time not spent waiting on providers, up to now or to ``elapsed_s``."""
+        if elapsed_s is None:
+            elapsed_s = self.elapsed_s()
+        return max(0.0, (elapsed_s - self.upstream_s) * 1000.0)
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id, "x-llm-edge-cache": self.cache_status}

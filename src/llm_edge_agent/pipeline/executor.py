@@ -193,7 +193,7 @@ class Pipeline:
         elapsed = ctx.elapsed_s()
         body = with_metadata(fetched.answer, fetched.provider, None, elapsed, cost)
         headers = ctx.response_headers()
-        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms():.3f}"
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms(elapsed):.3f}"
         self._metrics.active_dec()
         saved = fetched.cost if shared else None
         settle = partial(self._finish, ctx, request, 200, fetched.usage, cost, None, saved, elapsed)
@@ -468,8 +468,8 @@ class Pipeline:
         ctx.cache_status = answer.status
         ctx.provider = answer.provider
         headers = ctx.response_headers()
-        elapsed = ctx.elapsed_s()  # a hit waited on no upstream: all of it is overhead
-        headers["x-llm-edge-overhead-ms"] = f"{elapsed * 1000.0:.3f}"
+        elapsed = ctx.elapsed_s()
+        headers["x-llm-edge-overhead-ms"] = f"{ctx.overhead_ms(elapsed):.3f}"
         self._metrics.active_dec()
         # A hit costs nothing; what the stored answer cost is the saving.
         if request.stream:

@@ -69,14 +69,13 @@ class Dispatcher:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._ids = request_ids()
-        chat, embeddings, completions = "chat", "embeddings", "completions"
         self._routes: dict[str, dict[str, Route]] = {
-            "/v1/chat/completions": {"POST": chat},
-            "/chat/completions": {"POST": chat},
-            "/v1/embeddings": {"POST": embeddings},
-            "/embeddings": {"POST": embeddings},
-            "/v1/completions": {"POST": completions},
-            "/completions": {"POST": completions},
+            "/v1/chat/completions": {"POST": "chat"},
+            "/chat/completions": {"POST": "chat"},
+            "/v1/embeddings": {"POST": "embeddings"},
+            "/embeddings": {"POST": "embeddings"},
+            "/v1/completions": {"POST": "completions"},
+            "/completions": {"POST": "completions"},
             "/v1/models": {"GET": self._models},
             "/models": {"GET": self._models},
             "/health": {"GET": self._health},
