@@ -14,6 +14,16 @@ asked for more often than the main space's least recently used entry; otherwise 
 newcomer is dropped. One-off keys (a scan, a crawler, unique prompts) so never push the
 popular answers out, which is where plain LRU loses.
 
+A victim that wins its duel stays cached but moves to the back of its segment, so the
+next leaver duels the next least recently used entry. Otherwise one stale hot entry would
+gate admission alone: an entry at the head of probation was not read since it got there
+(a read promotes it), yet its count may still be saturated at 15, which no candidate can
+beat (ties go to the incumbent), and saturated increments do not count towards the
+halving, so with traffic on a small new set the sketch may never age it. The victim is
+protected's oldest only when probation is empty (the byte bound reached first, every main
+entry read), and the same holds there. An entry passed over is still evicted later by a
+candidate that outcounts it, or after its count halves.
+
 The frequency sketch is a count-min sketch, four rows of 4-bit saturating counters
 (stored a byte each: a shift-free read is worth the 16 KiB per 1,000 entries), halved
 every ``SAMPLE_FACTOR x max_entries`` increments so old popularity fades. Every ``get``
@@ -339,13 +349,17 @@ class MemoryCache:
             if victim is None:  # nothing left to displace: the candidate cannot fit
                 self._rejected += 1
                 return
-            victim_entry = self._probation.get(victim) or self._protected[victim]
-            if victim_entry.expires_at > now:
+            segment = self._probation if victim in self._probation else self._protected
+            if segment[victim].expires_at > now:
                 if candidate_freq < 0:
                     candidate_freq = self._sketch.frequency(key)
                 # Ties go to the incumbent: a newcomer must prove itself more popular.
                 if candidate_freq <= self._sketch.frequency(victim):
                     self._rejected += 1
+                    # The victim stays, but at the back of its segment, so the next
+                    # leaver duels the next entry: one stale hot entry no candidate can
+                    # outcount must not be the only gate until the sketch ages.
+                    segment.move_to_end(victim)
                     return
             self._evict_main(victim, now)
             main_len -= 1

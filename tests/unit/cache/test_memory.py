@@ -286,6 +286,70 @@ def test_frequently_read_entries_survive_a_scan_of_one_off_keys(clock: FakeClock
     assert all(k in cache for k in hot)
 
 
+def read_through(cache: MemoryCache, key: str, value: bytes = b"v") -> bool:
+    """A gateway request: True on a hit, else the answer is stored."""
+    if cache.get(key) is not None:
+        return True
+    cache.put(key, value, ttl_s=3600)
+    return False
+
+
+def test_stale_hot_entry_at_probation_head_does_not_block_new_keys_forever(
+    clock: FakeClock,
+) -> None:
+    # The bug: the hot keys still in the window when traffic moves on enter probation
+    # with a saturated frequency (15) and are never read there. Once a flood of one-off
+    # keys fills the cache, the first of them is the victim of every duel, wins each (no
+    # candidate can count past 15, ties go to the incumbent), and no new key got in until
+    # the sketch halved; with saturated keys not counting towards the halving, never.
+    cache = small(clock, max_entries=1000)  # window 10
+    hot = [f"hot{i}" for i in range(64)]
+    for _ in range(30):
+        for k in hot:
+            read_through(cache, k)
+    for i in range(2000):
+        read_through(cache, f"uniq{i}")
+    new = [f"new{i}" for i in range(64)]
+    hits = [sum(read_through(cache, k) for k in new) for _ in range(12)]
+    assert hits[2] > 0, hits
+    assert all(h >= 60 for h in hits[3:]), hits
+    assert all(k in cache for k in hot)  # passed over, not evicted: none was outcounted
+
+
+def test_stale_hot_entry_at_protected_head_does_not_block_new_keys_when_bytes_bind(
+    clock: FakeClock,
+) -> None:
+    # With the byte bound reached before the entry count, every main entry can have been
+    # read (so probation is empty) and the victim is protected's least recently read one.
+    cache = small(clock, max_entries=1000, max_bytes=100 * 100)  # 100 entries, window 1
+    value = b"x" * 100
+    for _ in range(20):
+        read_through(cache, "hot", value)
+    for i in range(99):
+        read_through(cache, f"k{i}", value)  # pushes the previous key out of the window
+        read_through(cache, f"k{i - 1}" if i else "hot", value)  # and reads it: protected
+    assert cache.size_bytes == 100 * 100
+    new = [f"new{i}" for i in range(4)]
+    hits = [sum(read_through(cache, k, value) for k in new) for _ in range(8)]
+    assert hits[-1] == len(new), hits
+    assert "hot" in cache
+
+
+def test_victim_that_wins_a_duel_moves_to_the_back_of_probation(clock: FakeClock) -> None:
+    cache = small(clock, max_entries=10)  # window 1, main 9
+    fill_main(cache, 10)  # k9 in the window, k0..k8 in probation
+    for _ in range(3):
+        cache.get("popular")
+    cache.put("popular", b"v", ttl_s=60)  # k9 leaves the window and ties with k0: k0 stays
+    assert "k9" not in cache
+    cache.put("next", b"v", ttl_s=60)  # "popular" leaves and duels k1, no longer k0
+    assert "popular" in cache
+    assert "k0" in cache
+    assert "k1" not in cache
+    assert cache.stats().rejected == 1
+    assert cache.stats().evictions == 1
+
+
 def test_protected_overflow_is_demoted_not_dropped(clock: FakeClock) -> None:
     cache = small(clock, max_entries=10)  # main 9, protected 7
     fill_main(cache, 10)
