@@ -158,9 +158,7 @@ def gateway_config(
     return text
 
 
-def gateway_command(
-    config: Path, port: int, workers: int = 1, engine: str = "granian"
-) -> list[str]:
+def gateway_command(config: Path, port: int, workers: int = 1, engine: str = "native") -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -181,7 +179,7 @@ def gateway(
     name: str,
     cache: bool,
     description: str,
-    engine: str = "granian",
+    engine: str = "native",
     provider_type: str = "openai_compatible",
     *,
     redis: bool = False,
@@ -243,6 +241,12 @@ TARGETS: dict[str, Target] = {
             "gateway", cache=False, description="llm_edge_agent, cache off (every request a miss)"
         ),
         gateway(
+            "gateway-granian",
+            cache=False,
+            engine="granian",
+            description="llm_edge_agent on the granian (RSGI) engine, cache off",
+        ),
+        gateway(
             "gateway-aiohttp",
             cache=False,
             engine="aiohttp",
@@ -299,7 +303,7 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
-DEFAULT_TARGETS = "aiohttp,granian,uvicorn,gateway,gateway-aiohttp"
+DEFAULT_TARGETS = "aiohttp,granian,uvicorn,gateway,gateway-granian,gateway-aiohttp"
 
 
 # --------------------------------------------------------------------------- processes

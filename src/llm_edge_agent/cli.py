@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="listen address (default 0.0.0.0, env HOST)")
         p.add_argument("--port", type=int, help="listen port (default 8080, env PORT)")
         p.add_argument("--workers", type=int, help="worker processes (default 1, env WORKERS)")
-        p.add_argument("--engine", choices=ENGINES, help="HTTP server engine (default granian)")
+        p.add_argument("--engine", choices=ENGINES, help="HTTP server engine (default native)")
     check = sub.add_parser("check-config", help="validate a config file and print the result")
     check.add_argument("file", metavar="FILE")
     return parser

@@ -80,7 +80,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "text")
-ENGINES = ("granian", "aiohttp")
+ENGINES = ("native", "granian", "aiohttp")
 AWS_VARIABLES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
 DEFAULT_AWS_REGION = "us-east-1"
 
@@ -92,7 +92,7 @@ class ServerConfig:
     workers: int = 1
     metrics_port: int = DEFAULT_METRICS_PORT
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
-    engine: str = "granian"
+    engine: str = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +422,9 @@ def _parse_server(t: _Table) -> ServerConfig:
         engine=t.get("engine", str, d.engine),
     )
     if c.engine not in ENGINES:
-        raise ConfigError(t._path("engine"), f"unknown engine {c.engine!r} (granian or aiohttp)")
+        raise ConfigError(
+            t._path("engine"), f"unknown engine {c.engine!r} (native, granian or aiohttp)"
+        )
     t.finish()
     return c
 

@@ -301,7 +301,7 @@ def test_port_in_use_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        engine = os.environ.get("LLM_EDGE_TEST_ENGINE", "granian")
+        engine = os.environ.get("LLM_EDGE_TEST_ENGINE", "native")
         result = run_cli(
             "serve",
             "--config",

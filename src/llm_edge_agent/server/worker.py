@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import Protocol
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from ..observability.logs import get_logger, setup_logging
 from ..pipeline.gateway import Gateway
 from .aiohttp_engine import create_server, start_metrics_listener
 from .dispatch import Dispatcher, freeze_startup_heap
+from .native import NativeServer
 
 EXIT_STARTUP_FAILED = 3
 PARENT_CHECK_INTERVAL_S = 1.0
@@ -35,14 +37,14 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
     gateway = Gateway(config)
     await gateway.start()
     s = config.server
-    runner = web.ServerRunner(
-        create_server(Dispatcher(gateway)), shutdown_timeout=s.drain_timeout_s
+    listener: Listener = (
+        NativeListener(Dispatcher(gateway), s.drain_timeout_s)
+        if s.engine == "native"
+        else AiohttpListener(Dispatcher(gateway), s.drain_timeout_s)
     )
-    await runner.setup()
     metrics_runner: web.ServerRunner | None = None
     try:
-        site = web.TCPSite(runner, s.host, s.port, reuse_port=s.workers > 1, backlog=LISTEN_BACKLOG)
-        await site.start()
+        await listener.start(s.host, s.port, reuse_port=s.workers > 1, backlog=LISTEN_BACKLOG)
         if index == 0 and s.metrics_port and config.observability.enable_metrics:
             metrics_runner = await start_metrics_listener(gateway, s.host, s.metrics_port)
     except OSError as exc:
@@ -50,14 +52,14 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
             f"cannot listen on {s.host}:{s.port}: {exc.strerror}",
             extra={"fields": {"host": s.host, "port": s.port}},
         )
-        await runner.cleanup()
+        await listener.close()
         await gateway.close()
         return EXIT_STARTUP_FAILED
 
     freeze_startup_heap()
     log.info(
         f"worker {index} listening on http://{s.host}:{s.port}",
-        extra={"fields": {"worker": index, "pid": os.getpid()}},
+        extra={"fields": {"worker": index, "pid": os.getpid(), "engine": s.engine}},
     )
     watchdog = (
         asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid is not None else None
@@ -66,12 +68,58 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
     log.info("shutting down: draining in-flight requests", extra={"fields": {"worker": index}})
     if watchdog is not None:
         watchdog.cancel()
-    await runner.cleanup()
+    await listener.close()
     if metrics_runner is not None:
         await metrics_runner.cleanup()
     await gateway.close()
     log.info("worker stopped", extra={"fields": {"worker": index}})
     return 0
+
+
+class Listener(Protocol):
+    async def start(self, host: str, port: int, *, reuse_port: bool, backlog: int) -> None: ...
+
+    async def close(self) -> None:
+        """Stop accepting; let in-flight requests finish (up to the drain timeout)."""
+        ...
+
+
+class AiohttpListener:
+    def __init__(self, dispatcher: Dispatcher, drain_timeout_s: float) -> None:
+        self._dispatcher = dispatcher
+        self._drain_timeout_s = drain_timeout_s
+        self._runner: web.ServerRunner | None = None
+
+    def __repr__(self) -> str:
+        return f"AiohttpListener({self._runner!r})"
+
+    async def start(self, host: str, port: int, *, reuse_port: bool, backlog: int) -> None:
+        self._runner = web.ServerRunner(
+            create_server(self._dispatcher), shutdown_timeout=self._drain_timeout_s
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port, reuse_port=reuse_port, backlog=backlog).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class NativeListener:
+    def __init__(self, dispatcher: Dispatcher, drain_timeout_s: float) -> None:
+        self._server = NativeServer(
+            dispatcher.handle, max_body_bytes=dispatcher.gateway.max_body_bytes
+        )
+        self._drain_timeout_s = drain_timeout_s
+
+    def __repr__(self) -> str:
+        return f"NativeListener({self._server!r})"
+
+    async def start(self, host: str, port: int, *, reuse_port: bool, backlog: int) -> None:
+        await self._server.start(host, port, reuse_port=reuse_port, backlog=backlog)
+
+    async def close(self) -> None:
+        await self._server.close(self._drain_timeout_s)
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
