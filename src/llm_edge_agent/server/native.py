@@ -172,6 +172,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._reading = False
+        self._server.in_flight -= len(self._queue)
         self._queue.clear()
         if self._task is not None:
             self._task.cancel()  # the client left: stop its handler and upstream request
@@ -263,6 +264,7 @@ class Connection(asyncio.Protocol):
             and self._task is None
             and self._transport is not None
         ):
+            self._server.outbox.flush()  # an earlier answer on this connection goes first
             self._transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -375,6 +377,7 @@ class Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def _enqueue(self, request: Request) -> None:
+        self._server.in_flight += 1
         self._queue.append(request)
         if self._task is None:
             self._task = self._loop.create_task(self._answer_queue())
@@ -409,10 +412,16 @@ class Connection(asyncio.Protocol):
 
     async def _answer(self, request: Request) -> bool:
         """Answer one request; whether the connection stays open for the next."""
-        if request.error is not None:
-            result: Response | StreamingResponse = error_response(request.error)
-        else:
-            result = await self._dispatch(request.method, request.path, request.headers, request)
+        server = self._server
+        try:
+            if request.error is not None:
+                result: Response | StreamingResponse = error_response(request.error)
+            else:
+                result = await self._dispatch(
+                    request.method, request.path, request.headers, request
+                )
+        finally:
+            server.in_flight -= 1
         # decided once the answer is ready: a shutdown may have begun while it was made
         keep_alive = request.keep_alive and not (self._closing and not self._queue)
         if isinstance(result, StreamingResponse):
@@ -421,26 +430,28 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         body = result.body
         try:
-            if transport.is_closing():
-                return False
             head = encode_head(
                 result.status,
                 result.headers,
-                self._server.date.line(),
+                server.date.line(),
                 content_type=result.content_type,
                 content_length=len(body),
                 keep_alive=keep_alive,
             )
             if request.method == "HEAD":
-                transport.write(head)
+                data = head
             elif len(body) < SEPARATE_BODY_BYTES:
-                transport.write(head + body)
+                data = head + body
             else:
-                transport.write(head)
-                transport.write(body)
-        finally:
+                server.outbox.send(transport, head, None, batch=True)
+                data = body
+        except BaseException:
             if result.settle is not None:
-                result.settle()
+                result.settle()  # the answer is lost, not its usage record
+            raise
+        # Alone in the worker, the answer goes out now; while others are being answered it
+        # is written with theirs at the end of the loop's turn (see ``Outbox``).
+        server.outbox.send(transport, data, result.settle, batch=server.in_flight > 0)
         return keep_alive
 
     async def _stream(self, result: StreamingResponse, request: Request, keep_alive: bool) -> bool:
@@ -457,6 +468,7 @@ class Connection(asyncio.Protocol):
             keep_alive=keep_alive and chunked,
         )
         try:
+            self._server.outbox.flush()  # an earlier answer on this connection goes first
             transport.write(head)
             async for chunk in result.chunks:
                 if transport.is_closing():
@@ -515,7 +527,90 @@ class Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
+            self._server.outbox.close(self._transport)
+
+
+class Outbox:
+    """Whole answers, written one by one, or together at the end of the loop's turn.
+
+    Under load a worker has many answers ready in one turn of the event loop. Writing each
+    as soon as it is ready interleaves the kernel's send path (TCP over loopback, waking
+    the client) with the interpreter, request after request; writing them together, then
+    running their bookkeeping (``settle``), took a third less CPU a request (measured:
+    64.7 against 97.0 µs an L1 hit, ``docs/benchmarks.md``). A worker with nothing else in
+    flight writes at once instead: at low rates the extra callback would only add latency.
+
+    Once anything waits here, every write and close goes through the queue too, so the
+    answers on one connection keep their order.
+    """
+
+    __slots__ = ("_items", "_loop")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[asyncio.Transport, bytes | None, Callable[[], None] | None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"Outbox({len(self._items)} waiting)"
+
+    def send(
+        self,
+        transport: asyncio.Transport,
+        data: bytes,
+        settle: Callable[[], None] | None,
+        *,
+        batch: bool,
+    ) -> None:
+        """Write ``data``, then call ``settle`` (also when the client has gone)."""
+        if batch or self._items:
+            self._queue(transport, data, settle)
+            return
+        try:
+            if not transport.is_closing():
+                transport.write(data)
+        finally:
+            if settle is not None:
+                settle()
+
+    def close(self, transport: asyncio.Transport) -> None:
+        """Close after what is queued for it has been written."""
+        if self._items:
+            self._queue(transport, None, None)
+        else:
+            transport.close()
+
+    def _queue(
+        self,
+        transport: asyncio.Transport,
+        data: bytes | None,
+        settle: Callable[[], None] | None,
+    ) -> None:
+        if not self._items:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._items.append((transport, data, settle))
+
+    def flush(self) -> None:
+        """Write everything queued, then run its bookkeeping."""
+        items, self._items = self._items, []
+        for transport, data, _ in items:
+            if transport.is_closing():
+                continue
+            try:
+                if data is None:
+                    transport.close()
+                else:
+                    transport.write(data)
+            except Exception:  # a broken socket must not cost the others their answers
+                get_logger().exception("native engine: writing an answer failed")
+                transport.abort()
+        for _, _, settle in items:
+            if settle is not None:
+                try:
+                    settle()
+                except Exception:  # one failing record must not cost the others theirs
+                    get_logger().exception("native engine: accounting an answer failed")
 
 
 class NativeServer:
@@ -526,6 +621,10 @@ class NativeServer:
         self.max_body_bytes = max_body_bytes
         self.connections: set[Connection] = set()
         self.date = DateHeader()
+        self.outbox = Outbox()
+        # Requests read and not yet answered. Those read in one turn of the loop are
+        # answered in the next, in turn: all but the last see others still waiting.
+        self.in_flight = 0
         self.now = 0.0  # the loop's clock, updated by the sweep (timeouts need no better)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None

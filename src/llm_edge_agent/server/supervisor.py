@@ -9,6 +9,7 @@ shutdown (non-zero when workers cannot start).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import multiprocessing
 import os
@@ -35,7 +36,8 @@ def prepare_metrics_dir() -> str | None:
     if existing:
         os.makedirs(existing, exist_ok=True)
         for path in glob.glob(os.path.join(existing, "*.db")):
-            os.remove(path)
+            with contextlib.suppress(FileNotFoundError):  # another process sharing the dir
+                os.remove(path)
         return None
     created = tempfile.mkdtemp(prefix="llm-edge-metrics-")
     os.environ[MULTIPROC_ENV] = created

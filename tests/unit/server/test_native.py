@@ -20,6 +20,7 @@ from llm_edge_agent.server.native import (
     PIPELINE_DEPTH,
     REQUEST_TIMEOUT_S,
     NativeServer,
+    Outbox,
 )
 
 LIMIT = 1024
@@ -667,3 +668,152 @@ async def test_closing_cancels_what_outlives_the_drain_timeout(app: App) -> None
         assert await client.closed_by_server()
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------- the outbox
+
+
+class FakeTransport:
+    def __init__(self, name: str, log: list[str], *, broken: bool = False) -> None:
+        self.name = name
+        self.log = log
+        self.broken = broken
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            raise OSError("broken pipe")
+        self.log.append(f"{self.name} wrote {data.decode()}")
+
+    def close(self) -> None:
+        self.closing = True
+        self.log.append(f"{self.name} closed")
+
+    def abort(self) -> None:
+        self.closing = True
+        self.log.append(f"{self.name} aborted")
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def transport(name: str, log: list[str], *, broken: bool = False) -> asyncio.Transport:
+    return FakeTransport(name, log, broken=broken)  # type: ignore[return-value]
+
+
+@pytest.mark.asyncio
+async def test_an_answer_alone_is_written_and_settled_at_once() -> None:
+    log: list[str] = []
+    outbox = Outbox()
+    outbox.send(transport("a", log), b"1", lambda: log.append("a settled"), batch=False)
+    assert log == ["a wrote 1", "a settled"]
+
+
+@pytest.mark.asyncio
+async def test_batched_answers_are_written_together_then_settled() -> None:
+    log: list[str] = []
+    outbox = Outbox()
+    a, b = transport("a", log), transport("b", log)
+    outbox.send(a, b"1", lambda: log.append("a settled"), batch=True)
+    outbox.send(b, b"2", lambda: log.append("b settled"), batch=True)
+    assert log == []
+    await asyncio.sleep(0)  # the end of the loop's turn
+    assert log == ["a wrote 1", "b wrote 2", "a settled", "b settled"]
+
+
+@pytest.mark.asyncio
+async def test_once_anything_waits_every_write_and_close_waits_behind_it() -> None:
+    log: list[str] = []
+    outbox = Outbox()
+    a = transport("a", log)
+    outbox.send(a, b"1", None, batch=True)
+    outbox.send(a, b"2", None, batch=False)  # would go at once, but must not pass "1"
+    outbox.close(a)
+    assert log == []
+    await asyncio.sleep(0)
+    assert log == ["a wrote 1", "a wrote 2", "a closed"]
+    outbox.close(transport("b", log))  # nothing waiting: at once
+    assert log[-1] == "b closed"
+
+
+@pytest.mark.asyncio
+async def test_a_gone_client_or_a_broken_socket_still_settles_every_answer() -> None:
+    log: list[str] = []
+    outbox = Outbox()
+    gone, broken, fine = (
+        transport("gone", log),
+        transport("broken", log, broken=True),
+        transport("fine", log),
+    )
+    gone.close()
+    log.clear()
+
+    def failing_settle() -> None:
+        log.append("broken settled")
+        raise RuntimeError("bookkeeping bug")
+
+    outbox.send(gone, b"1", lambda: log.append("gone settled"), batch=True)
+    outbox.send(broken, b"2", failing_settle, batch=True)
+    outbox.send(fine, b"3", lambda: log.append("fine settled"), batch=True)
+    await asyncio.sleep(0)
+    assert log == [
+        "broken aborted",
+        "fine wrote 3",
+        "gone settled",
+        "broken settled",
+        "fine settled",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_answers_ready_together_are_all_delivered_and_settled(
+    server: NativeServer, app: App
+) -> None:
+    gate, all_in = asyncio.Event(), asyncio.Event()
+    settled: list[str] = []
+
+    async def held(seen: Seen) -> Result:
+        if len(app.seen) == 5:
+            all_in.set()
+        await gate.wait()
+        return Response(200, b"{}", {"x-path": seen.path}, settle=lambda: settled.append(seen.path))
+
+    app.respond = held
+    clients = [await Client.connect(server) for _ in range(5)]
+    for i, client in enumerate(clients):
+        await client.send(post(path=f"/c{i}"))
+    await asyncio.wait_for(all_in.wait(), 5)
+    assert server.in_flight == 5
+    gate.set()  # five answers ready in one turn: written together
+    for i, client in enumerate(clients):
+        assert (await client.reply()).headers["x-path"] == f"/c{i}"
+        client.close()
+    assert sorted(settled) == [f"/c{i}" for i in range(5)]
+    assert server.in_flight == 0
+
+
+@pytest.mark.asyncio
+async def test_the_in_flight_count_returns_to_zero_when_clients_leave_mid_request(
+    server: NativeServer, app: App
+) -> None:
+    gate = asyncio.Event()
+
+    async def held(seen: Seen) -> Result:
+        await gate.wait()
+        return await echo(seen)
+
+    app.respond = held
+    # (Fewer than PIPELINE_DEPTH: past it reading pauses, and a client that leaves is
+    # noticed at the next write instead.)
+    for pipelined in (1, 3, PIPELINE_DEPTH - 1):
+        client = await Client.connect(server)
+        await client.send(b"".join(post(path=f"/p{i}") for i in range(pipelined)))
+        await asyncio.sleep(0.02)
+        assert server.in_flight == pipelined
+        client.writer.transport.abort()
+        for _ in range(100):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert server.in_flight == 0
+    gate.set()
