@@ -467,18 +467,22 @@ class Connection(asyncio.Protocol):
             chunked=chunked,
             keep_alive=keep_alive and chunked,
         )
+        # Through the outbox: the events a turn produces (a replayed hit produces them all
+        # at once) go out in one write at its end, not a system call each.
+        outbox = self._server.outbox
         try:
-            self._server.outbox.flush()  # an earlier answer on this connection goes first
-            transport.write(head)
+            outbox.send(transport, head, None, batch=True)
             async for chunk in result.chunks:
                 if transport.is_closing():
                     return False
                 if chunk:
-                    transport.write(encode_chunk(chunk) if chunked else chunk)
+                    outbox.send(
+                        transport, encode_chunk(chunk) if chunked else chunk, None, batch=True
+                    )
                     if self._drain is not None:
                         await self._drain
             if chunked and not transport.is_closing():
-                transport.write(LAST_CHUNK)
+                outbox.send(transport, LAST_CHUNK, None, batch=True)
         finally:
             await result.aclose()
         return keep_alive and chunked
@@ -592,9 +596,19 @@ class Outbox:
         self._items.append((transport, data, settle))
 
     def flush(self) -> None:
-        """Write everything queued, then run its bookkeeping."""
+        """Write everything queued (what follows in a row for one connection, in one
+        write), then run its bookkeeping."""
         items, self._items = self._items, []
-        for transport, data, _ in items:
+        i, count = 0, len(items)
+        while i < count:
+            transport, data, _ = items[i]
+            i += 1
+            if data is not None:
+                start = i - 1
+                while i < count and items[i][0] is transport and items[i][1] is not None:
+                    i += 1
+                if i - start > 1:
+                    data = b"".join([item[1] or b"" for item in items[start:i]])
             if transport.is_closing():
                 continue
             try:

@@ -728,10 +728,13 @@ async def test_once_anything_waits_every_write_and_close_waits_behind_it() -> No
     a = transport("a", log)
     outbox.send(a, b"1", None, batch=True)
     outbox.send(a, b"2", None, batch=False)  # would go at once, but must not pass "1"
+    outbox.send(transport("b", log), b"3", None, batch=True)
+    outbox.send(a, b"4", None, batch=True)
     outbox.close(a)
     assert log == []
     await asyncio.sleep(0)
-    assert log == ["a wrote 1", "a wrote 2", "a closed"]
+    # what follows in a row for one connection goes in one write
+    assert log == ["a wrote 12", "b wrote 3", "a wrote 4", "a closed"]
     outbox.close(transport("b", log))  # nothing waiting: at once
     assert log[-1] == "b closed"
 
