@@ -4,7 +4,7 @@
                           [--stream-share 0.25] [--out FILE] [--json FILE]
 
 Two fake upstreams (bench/upstream.py, separate processes on separate ports, `a` and `b`)
-behind one gateway (1 worker, granian engine) whose route `chaos` sends requests
+behind one gateway (1 worker, the default native engine) whose route `chaos` sends requests
 round robin over both. Then a closed-loop load (--concurrency requests in flight, aiohttp
 client, a unique prompt per request; non-streaming, or with --stream-share a share of
 streaming requests), and meanwhile a chaos loop: upstream `a` is SIGKILLed, stays down
@@ -505,7 +505,7 @@ def report(run: Run) -> str:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         f"- upstreams: two `bench/upstream.py` processes, {args.upstream_latency_ms:g} ms before "
         f"each answer, {args.chunk_interval_ms:g} ms between SSE events",
-        f"- gateway: 1 worker, granian; route `{MODEL}` round_robin over providers `a` and `b`; "
+        f"- gateway: 1 worker, native engine; route `{MODEL}` round_robin over providers `a` and `b`; "
         f"providers' `connect_timeout_s` {args.connect_timeout_s:g}; `[resilience]` defaults "
         f"except `breaker_open_s = {args.breaker_open_s:g}`; cache off (config below)",
         f"- load: {args.concurrency} in flight, closed loop, aiohttp, a unique prompt per "
