@@ -41,6 +41,31 @@ async def echo(seen: Seen) -> Result:
     return Response(200, orjson.dumps({"path": seen.path, "size": len(seen.body)}))
 
 
+def held_until(gate: asyncio.Event) -> Respond:
+    """Answers like ``echo`` once ``gate`` is set."""
+
+    async def held(seen: Seen) -> Result:
+        await gate.wait()
+        return await echo(seen)
+
+    return held
+
+
+async def hang(seen: Seen) -> Result:
+    """Never answers: only a cancellation ends it."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (up to 1 s) for something another task or the server does."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition did not become true within 1 s")
+
+
 @dataclass
 class App:
     """Stands in for ``Dispatcher.handle``: records each request, answers with ``respond``."""
@@ -204,12 +229,7 @@ async def test_a_pipelining_flood_is_read_no_faster_than_it_is_answered(
     server: NativeServer, app: App
 ) -> None:
     gate = asyncio.Event()
-
-    async def held(seen: Seen) -> Result:
-        await gate.wait()
-        return await echo(seen)
-
-    app.respond = held
+    app.respond = held_until(gate)
     client = await Client.connect(server)
     count = 30_000  # ~2.7 MB of requests: many reads' worth
     flood = asyncio.create_task(client.send(b"".join(post(path=f"/r{i}") for i in range(count))))
@@ -435,10 +455,7 @@ async def test_a_client_leaving_mid_stream_stops_it_and_releases_the_upstream(
     await client.send(post())
     await asyncio.wait_for(sent.wait(), 5)
     client.writer.transport.abort()
-    for _ in range(100):
-        if closed:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: bool(closed))
     assert closed == [True]
     assert not server.connections
 
@@ -447,20 +464,16 @@ async def test_a_client_leaving_mid_stream_stops_it_and_releases_the_upstream(
 async def test_a_client_leaving_cancels_its_pending_handler(server: NativeServer, app: App) -> None:
     started = asyncio.Event()
 
-    async def hang(seen: Seen) -> Result:
+    async def hang_once_started(seen: Seen) -> Result:
         started.set()
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+        return await hang(seen)
 
-    app.respond = hang
+    app.respond = hang_once_started
     client = await Client.connect(server)
     await client.send(post())
     await asyncio.wait_for(started.wait(), 5)
     client.close()
-    for _ in range(100):
-        if app.cancelled:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: app.cancelled > 0)
     assert app.cancelled == 1
 
 
@@ -619,12 +632,7 @@ async def test_closing_finishes_the_request_in_flight_and_refuses_new_ones(app: 
     server = NativeServer(app, max_body_bytes=LIMIT)
     await server.start("127.0.0.1", 0, reuse_port=False, backlog=16)
     gate = asyncio.Event()
-
-    async def held(seen: Seen) -> Result:
-        await gate.wait()
-        return await echo(seen)
-
-    app.respond = held
+    app.respond = held_until(gate)
     busy = await Client.connect(server)
     idle = await Client.connect(server)
     closing = None
@@ -653,10 +661,6 @@ async def test_closing_finishes_the_request_in_flight_and_refuses_new_ones(app: 
 async def test_closing_cancels_what_outlives_the_drain_timeout(app: App) -> None:
     server = NativeServer(app, max_body_bytes=LIMIT)
     await server.start("127.0.0.1", 0, reuse_port=False, backlog=16)
-
-    async def hang(seen: Seen) -> Result:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
 
     app.respond = hang
     client = await Client.connect(server)
@@ -800,12 +804,7 @@ async def test_the_in_flight_count_returns_to_zero_when_clients_leave_mid_reques
     server: NativeServer, app: App
 ) -> None:
     gate = asyncio.Event()
-
-    async def held(seen: Seen) -> Result:
-        await gate.wait()
-        return await echo(seen)
-
-    app.respond = held
+    app.respond = held_until(gate)
     # (Fewer than PIPELINE_DEPTH: past it reading pauses, and a client that leaves is
     # noticed at the next write instead.)
     for pipelined in (1, 3, PIPELINE_DEPTH - 1):
@@ -814,9 +813,6 @@ async def test_the_in_flight_count_returns_to_zero_when_clients_leave_mid_reques
         await asyncio.sleep(0.02)
         assert server.in_flight == pipelined
         client.writer.transport.abort()
-        for _ in range(100):
-            if not server.connections:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not server.connections)
         assert server.in_flight == 0
     gate.set()
