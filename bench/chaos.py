@@ -505,7 +505,7 @@ def report(run: Run) -> str:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         f"- upstreams: two `bench/upstream.py` processes, {args.upstream_latency_ms:g} ms before "
         f"each answer, {args.chunk_interval_ms:g} ms between SSE events",
-        f"- gateway: 1 worker, native engine; route `{MODEL}` round_robin over providers `a` and `b`; "
+        f"- gateway: 1 worker, native engine; route `{MODEL}` round_robin over `a` and `b`; "
         f"providers' `connect_timeout_s` {args.connect_timeout_s:g}; `[resilience]` defaults "
         f"except `breaker_open_s = {args.breaker_open_s:g}`; cache off (config below)",
         f"- load: {args.concurrency} in flight, closed loop, aiohttp, a unique prompt per "

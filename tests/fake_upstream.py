@@ -38,6 +38,7 @@ class Reply:
     events: list[bytes] | None = None  # SSE events, each sent as-is
     event_delay_s: float = 0.0
     cut_after: int | None = None  # abort the connection after this many events
+    end_delay_s: float = 0.0  # after the last event ([DONE]), before the body ends
 
 
 @dataclass
@@ -282,6 +283,8 @@ class FakeUpstream:
                 if reply.event_delay_s:
                     await asyncio.sleep(reply.event_delay_s)
                 await response.write(event)
+            if reply.end_delay_s:
+                await asyncio.sleep(reply.end_delay_s)
             await response.write_eof()
             self.completed_streams += 1
         except (ConnectionResetError, asyncio.CancelledError):

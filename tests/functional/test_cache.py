@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from ..fake_upstream import FakeUpstream, Reply, chunk, completion
+from ..fake_upstream import FakeUpstream, Reply, chunk, completion, stream_events
 from ..gateway_process import GatewayProcess
 from .test_lifecycle import metric
 
@@ -114,6 +114,27 @@ def test_streamed_and_plain_requests_share_entries_both_ways(
     assert again.headers["x-llm-edge-cache"] == "hit-l1"
     assert again.parse().choices[0].message.content == streamed == "Hello world"
     assert len(upstream.requests) == 2
+
+
+def test_a_stream_is_cached_even_when_its_client_hangs_up_at_done(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    """Regression: the openai SDK closes the response as soon as it reads [DONE]. When the
+    upstream's body ended a little after its [DONE], that close cancelled the stream before
+    the gateway stored it, and the next identical request missed."""
+    messages = ask("hang up at done")
+    as_sent = {"model": "gpt-4o", "stream_options": {"include_usage": True}}  # the gateway asks
+    upstream.push(Reply(events=stream_events(as_sent), end_delay_s=0.3))
+    with client_for(gateway) as client:
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+            if c.choices
+        )
+        again = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
+    assert streamed == "Hello world"
+    assert again.headers["x-llm-edge-cache"] == "hit-l1"
+    assert len(upstream.requests) == 1
 
 
 def test_tenants_never_share_entries(gateway: GatewayProcess, upstream: FakeUpstream) -> None:

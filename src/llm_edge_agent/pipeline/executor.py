@@ -349,25 +349,37 @@ class Pipeline:
                 flight.opened.set_exception(error)
                 return
             flight.opened.set_result(opened.runtime.name)
-            decoder = opened.primed.decoder
+            primed = opened.primed
+            decoder = primed.decoder
             assembler = StreamAssembler()
+            runtime, model = opened.runtime.name, opened.target.model
+
+            def conclude(failure: UpstreamError | None) -> None:
+                flight.failure = failure
+                flight.usage = decoder.usage
+                body = assembler.result() if failure is None else None
+                reported = body.get("model") if body is not None else None
+                flight.cost = self._cost(reported, model, decoder.usage)
+                if body is not None and storable(body):
+                    slot.store(runtime, orjson.dumps(body), decoder.usage, flight.cost)
+
+            concluded = False
             try:
-                async for out in client_bytes(opened.primed):
+                async for out in client_bytes(primed):
                     assembler.feed(out)
+                    if primed.finished:
+                        # Stored before any reader sees the end: a client that asks again
+                        # at once finds it, and one that hangs up cannot cancel the store.
+                        concluded = True
+                        conclude(decoder.error)
                     broadcast.append(out)
-                flight.failure = decoder.error
+                if not concluded:
+                    conclude(decoder.error)
             except UpstreamError as error:
-                flight.failure = error
+                conclude(error)
                 broadcast.append(sse_error_event(error))
-            flight.usage = decoder.usage
-            model = opened.target.model
-            body = assembler.result() if flight.failure is None else None
-            reported = body.get("model") if body is not None else None
-            flight.cost = self._cost(reported, model, decoder.usage)
-            if body is not None and storable(body):
-                slot.store(opened.runtime.name, orjson.dumps(body), decoder.usage, flight.cost)
             if flight.leader_left:  # the client that started it is gone: the spend stays
-                self._metrics.extra_spend(opened.runtime.name, model, flight.usage, flight.cost)
+                self._metrics.extra_spend(runtime, model, flight.usage, flight.cost)
         finally:
             if not flight.opened.done():
                 flight.opened.cancel()
@@ -665,22 +677,31 @@ class _Relay:
         return self._gen
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        decoder = self._opened.primed.decoder
+        primed = self._opened.primed
+        decoder = primed.decoder
         assembler = self._assembler
+        concluded = False
         try:
-            async for out in client_bytes(self._opened.primed):
+            async for out in client_bytes(primed):
                 if assembler is not None:
                     assembler.feed(out)
+                if primed.finished:  # stored before the client sees the end
+                    concluded = True
+                    self._conclude(decoder.error)
                 yield out
-            self._failure = decoder.error
-            self._status = 200 if decoder.error is None else decoder.error.status
-            self._store()
+            if not concluded:
+                self._conclude(decoder.error)
         except UpstreamError as error:
             self._failure = error
             self._status = error.status
             yield sse_error_event(error)
         finally:
             self._finish()
+
+    def _conclude(self, failure: UpstreamError | None) -> None:
+        self._failure = failure
+        self._status = 200 if failure is None else failure.status
+        self._store()
 
     def _store(self) -> None:
         if self._slot is None or self._assembler is None or self._failure is not None:
@@ -795,17 +816,27 @@ async def client_bytes(primed: PrimedStream) -> AsyncIterator[bytes]:
     Raises ``UpstreamError`` when the upstream fails or cuts the stream."""
     decoder = primed.decoder
     held, primed.held = primed.held, []
+    if primed.ended:
+        for i, out in enumerate(held, 1):
+            primed.finished = i == len(held)
+            yield out
+        return
+    # The piece with the upstream's end marker waits for the end of its body: then it is
+    # the last, and goes out flagged ``finished`` (see ``PrimedStream.finished``). Priming
+    # may have read the marker already: then it is in the last piece held.
+    end = held.pop() if held and decoder.ended else b""
     for out in held:
         yield out
-    if primed.ended:
-        return
     async for data in primed.chunks:
         out = decoder.feed(data)
-        if out:
+        if decoder.ended:
+            end += out
+        elif out:
             yield out
-    tail = decoder.finish()
-    if tail:
-        yield tail
+    last = end + decoder.finish()
+    if last:
+        primed.finished = True
+        yield last
 
 
 ANONYMOUS_SCOPE = "anonymous"  # the tenant of requests that sent no key to an open gateway

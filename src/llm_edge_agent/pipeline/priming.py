@@ -66,7 +66,7 @@ def has_content(out: bytes) -> bool:
 class PrimedStream:
     """An upstream stream whose first content has arrived, with what was held so far."""
 
-    __slots__ = ("chunks", "decoder", "ended", "held", "stream")
+    __slots__ = ("chunks", "decoder", "ended", "finished", "held", "stream")
 
     def __init__(
         self,
@@ -81,6 +81,10 @@ class PrimedStream:
         self.decoder = decoder
         self.held = held  # client bytes produced so far, in order
         self.ended = ended  # the upstream body is finished (``decoder.finish()`` was called)
+        # Set by ``client_bytes`` just before it yields the last piece, which holds the
+        # stream's end ([DONE]): a consumer that stores the answer does so before passing
+        # that piece on, so no client sees the end of a stream that is not stored yet.
+        self.finished = False
 
     def __repr__(self) -> str:
         return f"PrimedStream(held={len(self.held)}, ended={self.ended})"

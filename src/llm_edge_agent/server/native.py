@@ -481,10 +481,12 @@ class Connection(asyncio.Protocol):
                     )
                     if self._drain is not None:
                         await self._drain
-            if chunked and not transport.is_closing():
-                outbox.send(transport, LAST_CHUNK, None, batch=True)
         finally:
             await result.aclose()
+        # The end goes out only once the stream is accounted and stored: a client that
+        # asks again as soon as its stream ends finds the answer in the cache.
+        if chunked and not transport.is_closing():
+            outbox.send(transport, LAST_CHUNK, None, batch=True)
         return keep_alive and chunked
 
     # ------------------------------------------------------------------ lifecycle

@@ -399,6 +399,36 @@ async def test_a_stream_is_sent_in_chunks_with_the_sse_headers(
 
 
 @pytest.mark.asyncio
+async def test_a_stream_ends_for_the_client_only_once_it_is_accounted(
+    server: NativeServer, app: App
+) -> None:
+    """Regression: a streamed miss is stored in aclose(); a client that asked again as soon
+    as its stream ended could miss the cache it had just filled."""
+    release, closed = asyncio.Event(), []
+
+    async def respond(seen: Seen) -> Result:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"data: [DONE]\n\n"
+
+        async def aclose() -> None:
+            await release.wait()  # storing the answer takes a turn of the loop or more
+            closed.append(True)
+
+        return StreamingResponse(chunks(), {}, aclose)
+
+    app.respond = respond
+    client = await Client.connect(server)
+    await client.send(post())
+    reply = asyncio.create_task(client.reply())
+    await asyncio.sleep(0.05)
+    assert not reply.done()  # the events are out, the end is not
+    release.set()
+    assert (await reply).body == b"data: [DONE]\n\n"
+    assert closed == [True]
+    client.close()
+
+
+@pytest.mark.asyncio
 async def test_an_http_1_0_client_reads_a_stream_to_the_close(
     server: NativeServer, app: App
 ) -> None:
