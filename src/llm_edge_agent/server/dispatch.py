@@ -30,6 +30,13 @@ class Body(Protocol):
         ...
 
 
+def body_too_large(limit: int) -> PayloadTooLargeError:
+    """A body of unknown length that went past ``limit`` bytes."""
+    return PayloadTooLargeError(
+        f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
+    )
+
+
 async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     """A body of unknown length (chunked), cut off with a 413 past ``limit`` bytes."""
     parts: list[bytes] = []
@@ -37,9 +44,7 @@ async def read_limited(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(
-                f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
-            )
+            raise body_too_large(limit)
         parts.append(chunk)
     return b"".join(parts)
 

@@ -30,14 +30,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Mapping
+from itertools import groupby
 from typing import Any, cast
 
 import httptools
 
-from ..errors import GatewayError, InvalidRequestError, PayloadTooLargeError
+from ..errors import GatewayError, InvalidRequestError
 from ..observability.logs import get_logger
 from ..pipeline.responses import SSE, Response, StreamingResponse, error_response
-from .dispatch import Body, Result
+from .dispatch import Body, Result, body_too_large
 from .http1 import (
     LAST_CHUNK,
     SSE_HEADERS,
@@ -52,7 +53,6 @@ REQUEST_TIMEOUT_S = 60.0
 MAX_HEAD_BYTES = 64 * 1024
 PIPELINE_DEPTH = 16
 SWEEP_INTERVAL_S = 1.0
-SEPARATE_BODY_BYTES = 256 * 1024  # larger bodies are written apart from the head, not copied
 ABORT_GRACE_S = 5.0  # for aborted handlers to clean up when the drain timeout has passed
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
@@ -84,6 +84,7 @@ class Request:
         body: bytes,
         *,
         keep_alive: bool,
+        content_length: int | None = None,
         http10: bool = False,
         too_large: bool = False,
         error: GatewayError | None = None,
@@ -92,8 +93,7 @@ class Request:
         self.path = path
         self.headers = headers
         self.body = body
-        length = headers.get("content-length")
-        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.content_length = content_length
         self.keep_alive = keep_alive
         self.http10 = http10
         self.too_large = too_large
@@ -104,9 +104,7 @@ class Request:
 
     def read(self, limit: int) -> Awaitable[bytes]:
         if self.too_large:
-            raise PayloadTooLargeError(
-                f"request body exceeds the limit of {limit} bytes (limits.max_body_bytes)"
-            )
+            raise body_too_large(limit)
         return self
 
     def __await__(self) -> Generator[Any, None, bytes]:
@@ -144,6 +142,7 @@ class Connection(asyncio.Protocol):
         self._url = b""
         self._raw_headers: list[bytes] = []  # names and values, alternating
         self._headers: dict[str, str] = {}
+        self._content_length: int | None = None
         self._head_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
@@ -254,8 +253,9 @@ class Connection(asyncio.Protocol):
         if 2 * len(headers) < len(raw):
             headers = _joined(raw)
         self._headers = headers
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._limit:
+        length = headers.get("content-length")  # llhttp has checked it is a number
+        self._content_length = int(length) if length is not None else None
+        if self._content_length is not None and self._content_length > self._limit:
             self._dispatch_without_body()
         expect = headers.get("expect")
         if (
@@ -295,6 +295,7 @@ class Connection(asyncio.Protocol):
             self._headers,
             body,
             keep_alive=parser.should_keep_alive(),
+            content_length=self._content_length,
             http10=parser.get_http_version() == "1.0",
             too_large=too_large,
         )
@@ -311,9 +312,7 @@ class Connection(asyncio.Protocol):
 
     def _upgraded(self, rest: bytes) -> None:
         request = self._upgrade
-        if request is None:  # pragma: no cover - llhttp signals upgrades after the message
-            self._reject(InvalidRequestError("malformed HTTP request", code="bad_request"))
-            return
+        assert request is not None, "llhttp signals an upgrade after its message"
         if request.method == "CONNECT":
             self._upgrade = None
             request.keep_alive = False
@@ -438,13 +437,7 @@ class Connection(asyncio.Protocol):
                 content_length=len(body),
                 keep_alive=keep_alive,
             )
-            if request.method == "HEAD":
-                data = head
-            elif len(body) < SEPARATE_BODY_BYTES:
-                data = head + body
-            else:
-                server.outbox.send(transport, head, None, batch=True)
-                data = body
+            data = head if request.method == "HEAD" else head + body
         except BaseException:
             if result.settle is not None:
                 result.settle()  # the answer is lost, not its usage record
@@ -536,6 +529,13 @@ class Connection(asyncio.Protocol):
             self._server.outbox.close(self._transport)
 
 
+_Item = tuple[asyncio.Transport, bytes | None, Callable[[], None] | None]  # data None: close
+
+
+def _target(item: _Item) -> tuple[asyncio.Transport, bool]:
+    return item[0], item[1] is None
+
+
 class Outbox:
     """Whole answers, written one by one, or together at the end of the loop's turn.
 
@@ -543,7 +543,7 @@ class Outbox:
     as soon as it is ready interleaves the kernel's send path (TCP over loopback, waking
     the client) with the interpreter, request after request; writing them together, then
     running their bookkeeping (``settle``), took a third less CPU a request (measured:
-    64.7 against 97.0 µs an L1 hit, ``docs/benchmarks.md``). A worker with nothing else in
+    76 against 117 µs an L1 hit, ``docs/benchmarks.md``). A worker with nothing else in
     flight writes at once instead: at low rates the extra callback would only add latency.
 
     Once anything waits here, every write and close goes through the queue too, so the
@@ -553,7 +553,7 @@ class Outbox:
     __slots__ = ("_items", "_loop")
 
     def __init__(self) -> None:
-        self._items: list[tuple[asyncio.Transport, bytes | None, Callable[[], None] | None]] = []
+        self._items: list[_Item] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -601,23 +601,14 @@ class Outbox:
         """Write everything queued (what follows in a row for one connection, in one
         write), then run its bookkeeping."""
         items, self._items = self._items, []
-        i, count = 0, len(items)
-        while i < count:
-            transport, data, _ = items[i]
-            i += 1
-            if data is not None:
-                start = i - 1
-                while i < count and items[i][0] is transport and items[i][1] is not None:
-                    i += 1
-                if i - start > 1:
-                    data = b"".join([item[1] or b"" for item in items[start:i]])
+        for (transport, close), run in groupby(items, key=_target):
             if transport.is_closing():
                 continue
             try:
-                if data is None:
+                if close:
                     transport.close()
                 else:
-                    transport.write(data)
+                    transport.write(b"".join([data or b"" for _, data, _ in run]))
             except Exception:  # a broken socket must not cost the others their answers
                 get_logger().exception("native engine: writing an answer failed")
                 transport.abort()
@@ -632,9 +623,10 @@ class Outbox:
 class NativeServer:
     """The listening socket, its connections, their timeouts and a graceful close."""
 
-    def __init__(self, handle: Handle, *, max_body_bytes: int) -> None:
+    def __init__(self, handle: Handle, *, max_body_bytes: int, drain_timeout_s: float) -> None:
         self.handle = handle
         self.max_body_bytes = max_body_bytes
+        self._drain_timeout_s = drain_timeout_s
         self.connections: set[Connection] = set()
         self.date = DateHeader()
         self.outbox = Outbox()
@@ -684,8 +676,9 @@ class NativeServer:
         if not self.connections and self._drained is not None:
             self._drained.set()
 
-    async def close(self, drain_timeout_s: float) -> None:
-        """Stop accepting, let in-flight requests finish (up to the timeout), close all."""
+    async def close(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the drain timeout), close
+        all."""
         if self._server is not None:
             self._server.close()
         self._drained = asyncio.Event()
@@ -693,7 +686,7 @@ class NativeServer:
             connection.shutdown()
         if self.connections:
             try:
-                await asyncio.wait_for(self._drained.wait(), drain_timeout_s)
+                await asyncio.wait_for(self._drained.wait(), self._drain_timeout_s)
             except TimeoutError:
                 aborted = [c.abort() for c in list(self.connections)]
                 handlers = [task for task in aborted if task is not None]

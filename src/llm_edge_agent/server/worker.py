@@ -37,10 +37,15 @@ async def _run(config: Config, index: int, parent_pid: int | None) -> int:
     gateway = Gateway(config)
     await gateway.start()
     s = config.server
+    dispatcher = Dispatcher(gateway)
     listener: Listener = (
-        NativeListener(Dispatcher(gateway), s.drain_timeout_s)
+        NativeServer(
+            dispatcher.handle,
+            max_body_bytes=gateway.max_body_bytes,
+            drain_timeout_s=s.drain_timeout_s,
+        )
         if s.engine == "native"
-        else AiohttpListener(Dispatcher(gateway), s.drain_timeout_s)
+        else AiohttpListener(dispatcher, s.drain_timeout_s)
     )
     metrics_runner: web.ServerRunner | None = None
     try:
@@ -103,23 +108,6 @@ class AiohttpListener:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-class NativeListener:
-    def __init__(self, dispatcher: Dispatcher, drain_timeout_s: float) -> None:
-        self._server = NativeServer(
-            dispatcher.handle, max_body_bytes=dispatcher.gateway.max_body_bytes
-        )
-        self._drain_timeout_s = drain_timeout_s
-
-    def __repr__(self) -> str:
-        return f"NativeListener({self._server!r})"
-
-    async def start(self, host: str, port: int, *, reuse_port: bool, backlog: int) -> None:
-        await self._server.start(host, port, reuse_port=reuse_port, backlog=backlog)
-
-    async def close(self) -> None:
-        await self._server.close(self._drain_timeout_s)
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:

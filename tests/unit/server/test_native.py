@@ -166,10 +166,10 @@ def app() -> App:
 
 @pytest_asyncio.fixture
 async def server(app: App) -> AsyncIterator[NativeServer]:
-    native = NativeServer(app, max_body_bytes=LIMIT)
+    native = NativeServer(app, max_body_bytes=LIMIT, drain_timeout_s=1.0)
     await native.start("127.0.0.1", 0, reuse_port=False, backlog=16)
     yield native
-    await native.close(1.0)
+    await native.close()
 
 
 # ---------------------------------------------------------------------- requests and answers
@@ -659,7 +659,7 @@ async def test_a_request_that_stalls_gets_408(server: NativeServer, app: App) ->
 
 @pytest.mark.asyncio
 async def test_closing_finishes_the_request_in_flight_and_refuses_new_ones(app: App) -> None:
-    server = NativeServer(app, max_body_bytes=LIMIT)
+    server = NativeServer(app, max_body_bytes=LIMIT, drain_timeout_s=5.0)
     await server.start("127.0.0.1", 0, reuse_port=False, backlog=16)
     gate = asyncio.Event()
     app.respond = held_until(gate)
@@ -669,7 +669,7 @@ async def test_closing_finishes_the_request_in_flight_and_refuses_new_ones(app: 
     try:
         await busy.send(post(path="/busy"))
         await asyncio.sleep(0.01)
-        closing = asyncio.create_task(server.close(5.0))
+        closing = asyncio.create_task(server.close())
         assert await idle.closed_by_server()
         with pytest.raises(OSError):
             await Client.connect(server)
@@ -689,7 +689,7 @@ async def test_closing_finishes_the_request_in_flight_and_refuses_new_ones(app: 
 
 @pytest.mark.asyncio
 async def test_closing_cancels_what_outlives_the_drain_timeout(app: App) -> None:
-    server = NativeServer(app, max_body_bytes=LIMIT)
+    server = NativeServer(app, max_body_bytes=LIMIT, drain_timeout_s=0.05)
     await server.start("127.0.0.1", 0, reuse_port=False, backlog=16)
 
     app.respond = hang
@@ -697,7 +697,7 @@ async def test_closing_cancels_what_outlives_the_drain_timeout(app: App) -> None
     try:
         await client.send(post())
         await asyncio.sleep(0.01)
-        await server.close(0.05)
+        await server.close()
         assert app.cancelled == 1
         assert await client.closed_by_server()
     finally:
