@@ -430,6 +430,44 @@ async def test_a_429_on_the_last_target_waits_its_retry_after_then_retries() -> 
     assert world.breaker("a").consecutive_failures == 0
 
 
+class EarlySleep(FakeSleep):
+    """Wakes 1 ms early, as an event loop's cached clock can make a timer do; the first
+    look at the clock after waking sees that early time, the next ones 1 ms past the end."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.woke = False
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        if seconds > 0:
+            self.clock.advance(seconds - 0.001)
+            self.woke = True
+        await asyncio.sleep(0)
+
+    def read_clock(self) -> float:
+        now = self.clock()
+        if self.woke:
+            self.woke = False
+            self.clock.advance(0.002)
+        return now
+
+
+@pytest.mark.asyncio
+async def test_a_cooldown_ending_between_the_refusal_and_the_next_look_still_retries() -> None:
+    """Regression (a flaky functional test): woken a hair before the cooldown's end, the
+    executor was refused a permit, then found the cooldown over by its next look at the
+    clock, took the refusal for something else and gave up with the 429."""
+    world = World("a")
+    sleep = EarlySleep(world.clock)
+    world.sleep = sleep
+    world.executor = Attempts(world.discarded.append, world.events, sleep=sleep)
+    world.breaker("a")._clock = sleep.read_clock
+    world.script("a", fail(429, retry_after=5.0), "a")
+    assert await world.run("a") == "a"
+    assert world.calls == ["a", "a"]
+
+
 @pytest.mark.asyncio
 async def test_a_429_without_retry_after_cools_down_for_the_backoff() -> None:
     world = World("a", rand=0.25)

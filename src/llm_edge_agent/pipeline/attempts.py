@@ -281,10 +281,9 @@ class Attempts(Generic[T]):
 
 
 def _only_cooling(breaker: CircuitBreaker) -> bool:
-    """Cooling down after a 429, and nothing else would refuse a call once that is over
-    (not open, no half-open probe already out)."""
-    if not breaker.cooling_down:
-        return False
+    """For a breaker that just refused a call: only its 429 cooldown did (not open, no
+    half-open probe already out). The cooldown is not asked again: it may have ended since
+    the refusal (a timer wakes a hair early), and then the wait is 0 and the call goes."""
     state = breaker.state
     return state == "closed" or (state == "half_open" and not breaker.probing)
 
